@@ -1,0 +1,75 @@
+"""Shared pieces of the benchmarks: the standard workload, a bare PyTorch loop, and fresh threads to run them on.
+
+Workload (issue #2): MLP 784-128-64-10, batch 64, plain SGD, on MNIST-shaped synthetic data (60,000 28x28 images,
+10 classes) so the benchmarks need no download. The bare loop uses the same model, initial weights, data and
+batch order as nktui's trainer; it is the plain loop a user would write: gather, forward, loss, backward, step.
+
+Threads: nktui trains on a thread of its own and the UI thread never runs tensor code. PyTorch's CPU pool
+(libgomp) slows every training thread by ~20% once a second thread has also run parallel tensor ops, so each
+measured loop, bare or nktui, runs on a fresh thread and the main thread runs no tensor code: both loops then
+run exactly as they would alone in a process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import torch
+import torch.nn.functional as F
+
+from nktui.training import RunConfig, Trainer
+from nktui.training.sources import ImageSet
+
+BATCH = 64
+# Evaluation and log lines are work a user asks for on top of training; the benchmarks measure training alone.
+CONFIG = RunConfig(
+    model="mlp", hidden=(128, 64), optimizer="sgd", lr=0.05, batch_size=BATCH, device="cpu", eval_every=0, seed=0,
+    log_every=10**9,
+)
+
+
+def in_fresh_thread(fn, *args):
+    """fn(*args) on a new thread, which ends (and takes its CPU thread pool with it) before this returns."""
+    result: list = []
+    errors: list = []
+
+    def target() -> None:
+        try:
+            result.append(fn(*args))
+        except BaseException as exc:  # re-raised on the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def synthetic_mnist(n: int = 60_000, seed: int = 0) -> ImageSet:
+    """Class-dependent blobs in 28x28, uint8 pixels: learnable, the size and shape of MNIST."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=gen)
+    centres = torch.rand(10, 1, 28, 28, generator=gen)
+    pixels = (centres[labels] * 200 + torch.rand(n, 1, 28, 28, generator=gen) * 55).to(torch.uint8)
+    return ImageSet("synthetic-mnist", pixels, labels, tuple(str(i) for i in range(10)), scale=1 / 255)
+
+
+def bare_loop(images: ImageSet, steps: int, config: RunConfig = CONFIG) -> tuple[float, float]:
+    """Steps per second of the plain loop, on a model built exactly as nktui builds it, by the wall clock and by
+    the CPU time of the training thread. Call it on a fresh thread."""
+    trainer = Trainer(config.replace(steps=steps), data=images)  # borrow its model, optimizer and data only
+    model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
+    x_all, y_all, order = data.train_x, data.train_y, data.order
+    start, cpu_start = time.perf_counter(), time.thread_time()
+    for step in range(steps):
+        idx = order.indices(step)
+        x, y = x_all[idx], y_all[idx]
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    loss.item()  # wait for the device before stopping the clock
+    return steps / (time.perf_counter() - start), steps / (time.thread_time() - cpu_start)

@@ -1,0 +1,232 @@
+"""RunConfig: every setting of a training run, with validation and TOML in and out.
+
+One frozen dataclass serves the CLI (each field is a `--flag`), the app's config pane, the run directory's
+`config.toml` and scripts. `validate()` checks everything that can be checked without touching data or devices
+and raises `ConfigError` with a message that names the field, the bad value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+BUILTIN_MODELS = ("linear", "mlp", "cnn")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+DEFAULT_STEPS = 2000
+
+
+def parse_positive_float(text: object, name: str = "lr") -> float:
+    """Parse `0.01`, `1e-3` or a number into a positive finite float, or raise ConfigError saying why not."""
+    raw = str(text).strip()
+    if not raw:
+        raise ConfigError(f"{name} is empty: enter a positive number such as 0.01 or 1e-3")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number such as 0.01 or 1e-3, not {raw!r}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ConfigError(f"{name} must be a finite number, not {raw}")
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, not {raw}")
+    return value
+
+
+def parse_lr(text: object) -> float:
+    """A learning rate as typed by a user: `0.01`, `1e-3`. Raises ConfigError for empty, text, <= 0, nan, inf."""
+    return parse_positive_float(text, "lr")
+
+
+def parse_hidden(text: object) -> tuple[int, ...]:
+    """`128,64` -> (128, 64); an empty string means no hidden layer."""
+    if isinstance(text, (list, tuple)):
+        parts = [str(p) for p in text]
+    else:
+        parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"hidden must be comma-separated layer sizes such as 128,64, not {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise ConfigError(f"hidden layer sizes must be at least 1, not {text!r}")
+    return sizes
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. Field names are the CLI's long flags with dashes as underscores."""
+
+    dataset: str = "digits"
+    data_dir: str = "data"
+    image_size: int = 32
+    val_fraction: float = 0.2
+    model: str = "linear"
+    hidden: tuple[int, ...] = (128, 64)
+    activation: str = "relu"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    steps: int | None = None
+    epochs: int | None = None
+    eval_every: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    run_dir: str | None = None
+    log_every: int = 50
+    download: bool = True
+    activations: bool = False
+
+    def __post_init__(self) -> None:
+        # Accept what TOML and argparse hand over (lists, strings) and normalise it once, here.
+        if not isinstance(self.hidden, tuple):
+            object.__setattr__(self, "hidden", parse_hidden(self.hidden))
+
+    # -- validation -----------------------------------------------------------------------------------------
+    def validate(self) -> RunConfig:
+        """Raise ConfigError for the first invalid field; return self so calls can be chained."""
+        dataset = self.dataset
+        if not (dataset in BUILTIN_DATASETS or dataset.startswith("imagefolder:")):
+            raise ConfigError(
+                f"unknown dataset {dataset!r}: choose one of {', '.join(BUILTIN_DATASETS)} or imagefolder:PATH"
+            )
+        if dataset == "imagefolder:":
+            raise ConfigError("imagefolder needs a folder: --dataset imagefolder:PATH (one subfolder per class)")
+        if not (self.model in BUILTIN_MODELS or ":" in self.model):
+            raise ConfigError(
+                f"unknown model {self.model!r}: choose one of {', '.join(BUILTIN_MODELS)} "
+                "or your own as package.module:factory"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        parse_lr(self.lr)
+        _check_range("momentum", self.momentum, 0.0, 1.0, upper_open=True)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ConfigError("nesterov needs --optimizer sgd with --momentum above 0 (for example 0.9)")
+        _check_range("weight_decay", self.weight_decay, 0.0, math.inf)
+        _check_range("val_fraction", self.val_fraction, 0.0, 1.0, lower_open=True, upper_open=True)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("image_size", self.image_size, 1)
+        _check_int("log_every", self.log_every, 1)
+        if self.steps is not None:
+            _check_int("steps", self.steps, 1)
+        if self.epochs is not None:
+            _check_int("epochs", self.epochs, 1)
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give --steps or --epochs, not both")
+        if self.eval_every is not None:
+            _check_int("eval_every", self.eval_every, 0)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be a whole number, not {self.seed!r}")
+        device = self.device
+        if not (device in ("auto", "cpu", "cuda", "mps") or _is_indexed_cuda(device)):
+            raise ConfigError(f"unknown device {device!r}: choose auto, cpu, cuda, cuda:N or mps")
+        return self
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed, validated."""
+        return dataclasses.replace(self, **changes).validate()
+
+    def step_limit(self, steps_per_epoch: int) -> int:
+        """The global step at which the run finishes: --steps, else --epochs worth of steps, else DEFAULT_STEPS."""
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is not None:
+            return self.epochs * steps_per_epoch
+        return DEFAULT_STEPS
+
+    # -- TOML -----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (no None), in field order: what config.toml holds."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_toml(self) -> str:
+        lines = ["# nktui run configuration: `nktui --config THIS_FILE` repeats the run"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in self.to_dict().items()]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_toml(), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Build from a mapping whose keys are field names (dashes allowed); unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise ConfigError(f"{source}: unknown setting {key!r}; known settings: {', '.join(sorted(names))}")
+            clean[name] = value
+        try:
+            return cls(**clean)
+        except TypeError as exc:  # pragma: no cover - dataclass signature mismatch
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """Read a TOML file written by `save` or by hand; raises ConfigError with the file's name on problems."""
+        p = Path(path)
+        try:
+            values = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {str(p)!r}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(values, source=str(p))
+
+
+def _is_indexed_cuda(device: str) -> bool:
+    head, _, index = device.partition(":")
+    return head == "cuda" and index.isdigit()
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number of at least {minimum}, not {value!r}")
+
+
+def _check_range(
+    name: str, value: object, lo: float, hi: float, *, lower_open: bool = False, upper_open: bool = False
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lower_open else value >= lo) and (value < hi if upper_open else value <= hi)
+    if not ok:
+        left, right = ("(" if lower_open else "["), (")" if upper_open else "]")
+        raise ConfigError(f"{name} must be a number in {left}{lo:g}, {hi:g}{right}, not {value!r}")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

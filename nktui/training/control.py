@@ -1,0 +1,194 @@
+"""Controller: the thread-safe command channel from any thread (the UI, a script, a signal handler) to the
+training thread, and the run's state as the training thread reports it.
+
+Commands only set fields under a lock; the training loop collects them at the next step boundary with
+`next_command()`, so nothing ever changes in the middle of a step. When nothing is pending, the loop's check is
+one attribute read (no lock), which keeps the per-step cost of being steerable near zero.
+
+    ctl = trainer.start(paused=True)
+    ctl.step()            # exactly one update, then paused again
+    ctl.set_lr(0.01)      # the next update uses it
+    ctl.resume(); ctl.pause(); ctl.stop(); ctl.join()
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import parse_lr
+
+
+class RunState(str, enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"  # reached its step limit; still answers commands such as evaluate until stopped
+    FAILED = "failed"  # the training thread raised; `Controller.error` holds the exception
+    STOPPED = "stopped"
+
+    @property
+    def is_over(self) -> bool:
+        return self in (RunState.FAILED, RunState.STOPPED)
+
+
+@dataclass
+class Command:
+    """What the training loop should do at this step boundary."""
+
+    take_step: bool = False
+    single_step: bool = False  # a step taken while paused: observe it and publish it at once
+    observe: bool = False  # somebody will look at the next step: compute its per-layer statistics
+    stop: bool = False
+    lr: float | None = None
+    calls: list[tuple[Callable[[Any], Any], Future]] = field(default_factory=list)
+
+
+RUN = Command(take_step=True)  # the fast path's answer; never mutated
+
+
+class Controller:
+    def __init__(self, *, paused: bool = False) -> None:
+        self._cond = threading.Condition()
+        self._state = RunState.STARTING
+        self._pause = paused
+        self._step_tokens = 0
+        self._stop = False
+        self._lr: float | None = None
+        self._observe = False
+        self._calls: list[tuple[Callable[[Any], Any], Future]] = []
+        self._pending = False  # any command waiting; read without the lock on the fast path
+        self.error: BaseException | None = None
+        self.error_traceback: str = ""
+        self.thread: threading.Thread | None = None
+        self.trainer: Any = None  # the Trainer this controller steers, once it exists
+
+    # -- commands: any thread ----------------------------------------------------------------------------------
+    def pause(self) -> None:
+        self._command(_pause=True)
+
+    def resume(self) -> None:
+        self._command(_pause=False)
+
+    def step(self) -> bool:
+        """Queue exactly one update to be taken while paused; each call is one more. Returns False (and does
+        nothing) unless a pause is in effect or requested and the run can still step."""
+        with self._cond:
+            if not self._pause or self._state in (RunState.FINISHED, RunState.FAILED, RunState.STOPPED):
+                return False
+            self._step_tokens += 1
+            self._mark()
+        return True
+
+    def set_lr(self, lr: object) -> float:
+        """Validate (ConfigError for <= 0, nan, inf, text) and queue a new learning rate for the next update."""
+        value = parse_lr(lr)
+        self._command(_lr=value)
+        return value
+
+    def request_snapshot(self) -> None:
+        """Ask for per-layer statistics of the next step (a reader is about to look)."""
+        if not self._observe:
+            self._command(_observe=True)
+
+    def call(self, fn: Callable[[Any], Any]) -> Future:
+        """Run fn(trainer) on the training thread at the next step boundary; the Future gets its result."""
+        future: Future = Future()
+        with self._cond:
+            if self._state.is_over:
+                future.set_exception(RuntimeError(f"the run is {self._state.value}"))
+                return future
+            self._calls.append((fn, future))
+            self._mark()
+        return future
+
+    def stop(self) -> None:
+        self._command(_stop=True)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the training thread to end; True if it has."""
+        if self.thread is None:
+            return True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    # -- state: any thread -------------------------------------------------------------------------------------
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    @property
+    def pause_requested(self) -> bool:
+        return self._pause
+
+    def wait_for(self, predicate: Callable[[RunState], bool], timeout: float | None = None) -> bool:
+        """Block until predicate(state) holds; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self._state):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    # -- the training loop's side ------------------------------------------------------------------------------
+    def next_command(self, *, can_step: bool = True) -> Command:
+        """Called by the loop between steps. Returns at once while running; blocks while paused (or when the
+        loop cannot step, e.g. finished) until a command arrives."""
+        if not self._pending and not self._pause and can_step:
+            return RUN  # fast path: one attribute read per step
+        with self._cond:
+            while True:
+                cmd = Command(stop=self._stop, lr=self._lr, observe=self._observe, calls=self._calls)
+                self._lr, self._calls = None, []
+                if not self._stop and can_step:
+                    if not self._pause:
+                        cmd.take_step = True
+                    elif self._step_tokens:
+                        self._step_tokens -= 1
+                        cmd.take_step = cmd.single_step = cmd.observe = True
+                if cmd.take_step:
+                    self._observe = False
+                self._pending = bool(self._stop or self._calls or self._step_tokens or self._observe)
+                if cmd.stop or cmd.take_step or cmd.lr is not None or cmd.calls:
+                    if cmd.take_step and self._state is not RunState.RUNNING and not cmd.single_step:
+                        self._set_state(RunState.RUNNING)
+                    return cmd
+                if can_step:
+                    self._set_state(RunState.PAUSED)
+                self._cond.wait()
+
+    def report(self, state: RunState) -> None:
+        with self._cond:
+            self._set_state(state)
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            self.error = error
+            self.error_traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self._set_state(RunState.FAILED)
+            for _, future in self._calls:
+                future.set_exception(RuntimeError("the run failed"))
+            self._calls = []
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _command(self, **fields: Any) -> None:
+        with self._cond:
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self._mark()
+
+    def _mark(self) -> None:
+        self._pending = True
+        self._cond.notify_all()
+
+    def _set_state(self, state: RunState) -> None:
+        self._state = state
+        self._cond.notify_all()

@@ -1,0 +1,289 @@
+"""Trainer: one model, its data and optimizer; `step()` for one update, `evaluate()`, and the thread loop.
+
+    trainer = Trainer(RunConfig(model="mlp", lr=0.05))
+    rec = trainer.step()           # synchronous: forward, loss, backward, update; a StepRecord
+    ctl = trainer.start()          # or: the same steps on a background thread, steered through ctl
+
+Every step keeps its loss and logits on the device; `flush()` turns the pending steps into `StepRecord`s with one
+host transfer and publishes them into `trainer.records`. The loop flushes when somebody will look (an observed
+step), before it pauses, and at least every FLUSH_EVERY steps, so the host waits for the device a few times a
+second, not once a step.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .buffer import RecordBuffer
+from .config import RunConfig
+from .control import Controller, RunState
+from .data import DataSource, TensorSource, load_data
+from .devices import resolve_device
+from .instruments import Instruments, Observation
+from .models import build_model
+from .optim import build_optimizer, get_lr, set_lr
+from .records import EvalResult, StepRecord, frozen_mapping
+from .sources import ImageSet
+
+FLUSH_EVERY = 64  # most steps kept on the device before their records are made
+
+
+@dataclass
+class _PendingStep:
+    step: int
+    epoch: int
+    lr: float
+    loss: torch.Tensor  # 0-d, on the device
+    logits: torch.Tensor  # (batch, classes), detached
+    targets: torch.Tensor
+    observation: Observation | None
+
+
+def _count_correct(logits: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+    """Correct predictions per step, as floats: one batched op when all steps had the same batch shape."""
+    if len({t.shape for t in logits}) == 1:  # the usual case: every training batch has the same size
+        return torch.cat(logits).argmax(-1).eq(torch.cat(targets)).view(len(logits), -1).sum(-1).float()
+    return torch.stack([lg.argmax(-1).eq(t).sum() for lg, t in zip(logits, targets)]).float()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    try:
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy comes with torchvision
+        pass
+
+
+class Trainer:
+    def __init__(
+        self, config: RunConfig, *, data: DataSource | ImageSet | None = None, model: nn.Module | None = None
+    ) -> None:
+        self.config = config.validate()
+        self.device = resolve_device(config.device)
+        seed_everything(config.seed)
+        if data is None:
+            data = load_data(config, self.device)
+        elif isinstance(data, ImageSet):  # the caller's own tensors: split and place them like a built-in set
+            data = TensorSource(data, self.device, config.val_fraction, config.batch_size, config.seed)
+        self.data = data
+        if model is None:
+            model = build_model(config, self.data.input_shape, self.data.num_classes)
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(config, self.model)
+        self.instruments = Instruments(self.model, activations=config.activations)  # histograms: on request
+        self.records: RecordBuffer[StepRecord | EvalResult] = RecordBuffer()
+        self.step_count = 0  # updates made so far; the next step is number step_count + 1
+        self.step_limit = config.step_limit(self.data.steps_per_epoch)
+        self.last_eval: EvalResult | None = None
+        self._pending: list[_PendingStep] = []
+        self._window_start = time.perf_counter()
+
+    # -- learning rate -----------------------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return get_lr(self.optimizer)
+
+    def set_lr(self, lr: object) -> float:
+        """Use this rate from the next update on. ConfigError (a ValueError) for <= 0, nan, inf or text.
+        Call it between steps: from another thread, use `Controller.set_lr`."""
+        return set_lr(self.optimizer, lr)
+
+    # -- progress ----------------------------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """The epoch the latest update belonged to (1-based; 0 before the first update)."""
+        return self._epoch_of(self.step_count)
+
+    def _epoch_of(self, step: int) -> int:
+        return 0 if step == 0 else (step - 1) // self.data.steps_per_epoch + 1
+
+    @property
+    def finished(self) -> bool:
+        return self.step_count >= self.step_limit
+
+    # -- one update ----------------------------------------------------------------------------------------------
+    def step(self) -> StepRecord:
+        """One forward / backward / update on the calling thread, fully observed; returns its record."""
+        self._train_step(observe=True)
+        return self.flush()[-1]
+
+    def _train_step(self, observe: bool) -> None:
+        if not self._pending:
+            self._window_start = time.perf_counter()
+        x, y = self.data.train_batch(self.step_count)  # a gather on the device, no host copy
+        if not self.model.training:  # .train() walks every module: only when evaluation switched it off
+            self.model.train()
+        if observe:
+            self.instruments.attach_hooks()  # forward hooks only on observed steps: zero cost otherwise
+            try:
+                logits = self.model(x)
+            finally:
+                self.instruments.detach_hooks()
+        else:
+            logits = self.model(x)
+        loss = F.cross_entropy(logits, y)  # softmax + cross-entropy against the labels, averaged over the batch
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # dL/dw for every weight
+        lr = self.lr  # the rate this update uses
+        if observe:
+            self.instruments.before_update()  # weight norms and a copy, on the device
+        self.optimizer.step()  # w <- w - lr * dL/dw (plain SGD; momentum and Adam transform dL/dw first)
+        observation = self.instruments.after_update() if observe else None
+        self.step_count += 1
+        self._pending.append(
+            _PendingStep(self.step_count, self._epoch_of(self.step_count), lr, loss.detach(), logits.detach(), y, observation)
+        )
+
+    def flush(self) -> list[StepRecord]:
+        """Turn pending steps into records (one host transfer for all of them) and publish them."""
+        if not self._pending:
+            return []
+        pending, self._pending = self._pending, []
+        losses = torch.stack([p.loss for p in pending]).float()
+        correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
+        values = torch.cat([losses, correct]).tolist()  # .tolist() is a host sync: the one wait of this flush
+        elapsed = time.perf_counter() - self._window_start
+        samples = sum(len(p.targets) for p in pending)
+        rate = samples / elapsed if elapsed > 0 else None
+        n = len(pending)
+        records = []
+        for i, p in enumerate(pending):
+            layers, acts = {}, ()
+            if p.observation is not None:
+                layers, acts = p.observation.to_host(self.instruments.names, self.instruments.shapes)
+            records.append(
+                StepRecord(
+                    step=p.step,
+                    epoch=p.epoch,
+                    loss=values[i],
+                    accuracy=values[n + i] / len(p.targets),
+                    lr=p.lr,
+                    samples_per_sec=rate,
+                    layers=frozen_mapping(layers),
+                    activations=acts,
+                )
+            )
+        self.records.publish_many(records)
+        return records
+
+    # -- evaluation ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> EvalResult:
+        """Loss, accuracy and confusion matrix on the validation split, for the weights as they are now."""
+        self.flush()  # keep the records in order: steps before the evaluation of their weights
+        was_training = self.model.training
+        self.model.eval()
+        k = self.data.num_classes
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        confusion = torch.zeros(k * k, device=self.device, dtype=torch.long)
+        try:
+            for x, y in self.data.val_batches():
+                logits = self.model(x)
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+                confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
+        finally:
+            self.model.train(was_training)
+        n = self.data.val_size
+        rows = confusion.view(k, k).tolist()  # host sync, once per evaluation
+        correct = sum(rows[i][i] for i in range(k))
+        result = EvalResult(
+            step=self.step_count,
+            epoch=self.epoch,
+            loss=loss_sum.item() / n,
+            accuracy=correct / n,
+            confusion=tuple(tuple(r) for r in rows),
+            classes=self.data.classes,
+        )
+        self.last_eval = result
+        self.records.publish(result)
+        return result
+
+    def _eval_due(self) -> bool:
+        every = self.config.eval_every
+        if every is None:
+            every = self.data.steps_per_epoch
+        return every > 0 and self.step_count % every == 0
+
+    # -- the training thread -------------------------------------------------------------------------------------
+    def start(self, *, paused: bool = False) -> Controller:
+        """Train this trainer on a background thread; steer it with the returned Controller."""
+        controller = Controller(paused=paused)
+        controller.trainer = self
+        controller.thread = threading.Thread(target=self.run, args=(controller,), name="nktui-trainer", daemon=True)
+        controller.thread.start()
+        return controller
+
+    @classmethod
+    def launch(cls, config: RunConfig, *, paused: bool = False, **kwargs) -> Controller:
+        """Build the trainer *on* the training thread, then train there. What the app and the CLI use.
+
+        Why build it there: libgomp (PyTorch's CPU thread pool) keeps a pool per thread that has run a parallel
+        op, and once there are more pool threads than cores it stops spin-waiting between ops. A thread that
+        trains while another thread has also run tensor code runs ~20% slower on small models (measured on 2
+        cores). Keeping every tensor op on one thread, and none on the UI thread, avoids that. Until the trainer
+        exists, `controller.trainer` is None and the state is STARTING; a failure to build it (missing data, a
+        model that does not import) leaves the run FAILED with the error.
+        """
+        controller = Controller(paused=paused)
+
+        def build_and_run() -> None:
+            try:
+                trainer = cls(config, **kwargs)
+            except BaseException as exc:
+                controller.fail(exc)
+                return
+            controller.trainer = trainer
+            trainer.run(controller)
+
+        controller.thread = threading.Thread(target=build_and_run, name="nktui-trainer", daemon=True)
+        controller.thread.start()
+        return controller
+
+    def run(self, controller: Controller) -> None:
+        """The loop: take commands at each step boundary, step, flush when someone will look. Ends on stop."""
+        log_every = self.config.log_every
+        try:
+            if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
+                controller.report(RunState.RUNNING)
+            while True:
+                cmd = controller.next_command(can_step=not self.finished)
+                if cmd.lr is not None:
+                    self.set_lr(cmd.lr)
+                for fn, future in cmd.calls:
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            future.set_result(fn(self))
+                        except BaseException as exc:  # the caller gets the error; the run goes on
+                            future.set_exception(exc)
+                if cmd.stop:
+                    break
+                if not cmd.take_step:
+                    continue
+                observe = cmd.observe or self.step_count == 0 or (self.step_count + 1) % log_every == 0
+                self._train_step(observe)
+                evaluate = self._eval_due() or self.finished
+                if observe or evaluate or controller.pause_requested or len(self._pending) >= FLUSH_EVERY:
+                    self.flush()
+                if evaluate:
+                    self.evaluate()
+                if self.finished:
+                    controller.report(RunState.FINISHED)
+            self.flush()
+            if controller.state is not RunState.FINISHED:
+                controller.report(RunState.STOPPED)
+        except BaseException as exc:
+            try:
+                self.flush()  # the steps before the fault are real; keep their records
+            except BaseException:
+                pass
+            controller.fail(exc)

@@ -84,8 +84,12 @@ class DataSource:
     def train_batch(self, step: int) -> Batch:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def val_batches(self, batch_size: int = 1024) -> Iterator[Batch]:  # pragma: no cover - interface
+    def eval_batches(self, split: str = "val", batch_size: int = 1024) -> Iterator[Batch]:  # pragma: no cover
+        """The whole split ("val" or "train"), in a fixed order, in batches of up to batch_size."""
         raise NotImplementedError
+
+    def split_size(self, split: str) -> int:
+        return {"val": self.val_size, "train": self.train_size}[split]
 
 
 class TensorSource(DataSource):
@@ -119,9 +123,10 @@ class TensorSource(DataSource):
         idx = self.order.indices(step)
         return self._floats(self.train_x[idx]), self.train_y[idx]
 
-    def val_batches(self, batch_size: int = 1024) -> Iterator[Batch]:
-        for start in range(0, self.val_size, batch_size):
-            yield self._floats(self.val_x[start : start + batch_size]), self.val_y[start : start + batch_size]
+    def eval_batches(self, split: str = "val", batch_size: int = 1024) -> Iterator[Batch]:
+        x, y = (self.val_x, self.val_y) if split == "val" else (self.train_x, self.train_y)
+        for start in range(0, len(y), batch_size):
+            yield self._floats(x[start : start + batch_size]), y[start : start + batch_size]
 
 
 class StreamSource(DataSource):
@@ -154,9 +159,9 @@ class StreamSource(DataSource):
         self._next_step = step + 1
         return next(self._iter)
 
-    def val_batches(self, batch_size: int = 1024) -> Iterator[Batch]:
-        chunks = [self.val_idx[i : i + batch_size].tolist() for i in range(0, self.val_size, batch_size)]
-        return self._loader(chunks)
+    def eval_batches(self, split: str = "val", batch_size: int = 1024) -> Iterator[Batch]:
+        idx = self.val_idx if split == "val" else self.train_idx
+        return self._loader([idx[i : i + batch_size].tolist() for i in range(0, len(idx), batch_size)])
 
 
 class _StepBatches:

@@ -93,7 +93,7 @@ class StepRecord(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class EvalResult:
-    """Validation of the model as it was after `step` updates."""
+    """Evaluation of the model as it was after `step` updates, on the validation split (or the training one)."""
 
     step: int
     epoch: int
@@ -101,6 +101,7 @@ class EvalResult:
     accuracy: float
     confusion: tuple[tuple[int, ...], ...]  # confusion[true][predicted] = count
     classes: tuple[str, ...]
+    split: str = "val"
 
     @property
     def size(self) -> int:

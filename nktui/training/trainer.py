@@ -178,8 +178,12 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self) -> EvalResult:
-        """Loss, accuracy and confusion matrix on the validation split, for the weights as they are now."""
+    def evaluate(self, split: str = "val") -> EvalResult:
+        """Loss, accuracy and confusion matrix on the validation split (or "train"), for the weights as they are
+        now. Validation results are published into `records`; the model's RNG-free eval mode leaves training
+        bit-for-bit unaffected."""
+        if split not in ("val", "train"):
+            raise ValueError(f"split must be 'val' or 'train', not {split!r}")
         self.flush()  # keep the records in order: steps before the evaluation of their weights
         was_training = self.model.training
         self.model.eval()
@@ -187,13 +191,13 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         confusion = torch.zeros(k * k, device=self.device, dtype=torch.long)
         try:
-            for x, y in self.data.val_batches():
+            for x, y in self.data.eval_batches(split):
                 logits = self.model(x)
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
                 confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
         finally:
             self.model.train(was_training)
-        n = self.data.val_size
+        n = self.data.split_size(split)
         rows = confusion.view(k, k).tolist()  # host sync, once per evaluation
         correct = sum(rows[i][i] for i in range(k))
         result = EvalResult(
@@ -203,9 +207,11 @@ class Trainer:
             accuracy=correct / n,
             confusion=tuple(tuple(r) for r in rows),
             classes=self.data.classes,
+            split=split,
         )
-        self.last_eval = result
-        self.records.publish(result)
+        if split == "val":
+            self.last_eval = result
+            self.records.publish(result)
         return result
 
     def _eval_due(self) -> bool:

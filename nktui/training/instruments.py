@@ -125,6 +125,12 @@ class Instruments:
             self._weight_norms = torch._foreach_norm(self.params)
             torch._foreach_copy_(self._before, self.params)
 
+    def last_update(self, name: str) -> torch.Tensor | None:
+        """W_after - W_before of the last observed step (valid until the next observed step)."""
+        if self._before is None:
+            return None
+        return -self._before[self.names.index(name)]
+
     def after_update(self) -> Observation:
         """Statistics of the gradients that were just applied and of the change the optimizer made."""
         bins = self.histogram_bins

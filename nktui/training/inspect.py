@@ -1,0 +1,86 @@
+"""Snapshots of one parameter tensor for the layer detail view: weight, gradient and last update as plain lists.
+
+`layer_snapshot(trainer, name)` runs on the training thread (through `Controller.call`) between steps. Large
+tensors are average-pooled down to at most `max_rows x max_cols` cells on the device, so the host receives a few
+thousand numbers whatever the layer's size. A first-layer weight whose rows each see the whole input (the linear
+model's classifier, an MLP's first layer) is also returned row by row reshaped to the input image, so each
+class's (or unit's) template can be drawn as a picture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Grid = tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True)
+class LayerSnapshot:
+    name: str
+    shape: tuple[int, ...]
+    step: int  # updates made when the snapshot was taken
+    weight: Grid  # the weight now (after the last update), as a 2-D grid, pooled if large
+    grad: Grid | None  # the gradient the last update used
+    update: Grid | None  # W_after - W_before of the last update, when that step was observed
+    pooled: bool  # True when cells are averages of several weights
+    row_images: tuple[Grid, ...] = ()  # per output row, the weights reshaped to the input image (H x W)
+    row_grad_images: tuple[Grid, ...] = ()
+    row_update_images: tuple[Grid, ...] = ()
+
+
+def as_matrix(t: torch.Tensor) -> torch.Tensor:
+    """2-D view of any parameter: vectors become one row, conv kernels (out, in, kh, kw) become out x (in*kh*kw)."""
+    if t.ndim == 0:
+        return t.reshape(1, 1)
+    if t.ndim == 1:
+        return t.reshape(1, -1)
+    return t.reshape(t.shape[0], -1)
+
+
+def pool(matrix: torch.Tensor, max_rows: int, max_cols: int) -> tuple[Grid, bool]:
+    """Average-pool a 2-D tensor to fit max_rows x max_cols; returns (grid, pooled)."""
+    rows, cols = matrix.shape
+    if rows <= max_rows and cols <= max_cols:
+        return _grid(matrix), False
+    target = (min(rows, max_rows), min(cols, max_cols))
+    pooled = F.adaptive_avg_pool2d(matrix.float()[None, None], target)[0, 0]
+    return _grid(pooled), True
+
+
+def _grid(t: torch.Tensor) -> Grid:
+    return tuple(tuple(row) for row in t.float().cpu().tolist())
+
+
+def layer_snapshot(trainer, name: str, max_rows: int = 32, max_cols: int = 64, max_images: int = 16) -> LayerSnapshot:
+    params = dict(trainer.model.named_parameters())
+    if name not in params:
+        raise KeyError(f"no parameter named {name!r}; the model has {', '.join(params)}")
+    param = params[name]
+    p = param.detach()
+    grad = param.grad.detach() if param.grad is not None else None
+    update = trainer.last_update(name)
+    weight_grid, pooled = pool(as_matrix(p), max_rows, max_cols)
+    grad_grid = pool(as_matrix(grad), max_rows, max_cols)[0] if grad is not None else None
+    update_grid = pool(as_matrix(update), max_rows, max_cols)[0] if update is not None else None
+    images: dict[str, tuple[Grid, ...]] = {}
+    input_shape = tuple(trainer.data.input_shape)
+    if p.ndim == 2 and p.shape[1] == math.prod(input_shape) and len(input_shape) == 3:
+        for key, tensor in (("row_images", p), ("row_grad_images", grad), ("row_update_images", update)):
+            if tensor is not None:
+                # channels averaged: one picture per row of the weight
+                pictures = tensor[:max_images].reshape(-1, *input_shape).mean(dim=1)
+                images[key] = tuple(_grid(picture) for picture in pictures)
+    return LayerSnapshot(
+        name=name,
+        shape=tuple(p.shape),
+        step=trainer.step_count,
+        weight=weight_grid,
+        grad=grad_grid,
+        update=update_grid,
+        pooled=pooled,
+        **images,
+    )

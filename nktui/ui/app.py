@@ -1,0 +1,246 @@
+"""NktuiApp: composes the panes, routes keys to the session, and pulls the session's news at its own pace.
+
+The trainer runs on its own thread (see `Session`); this app never touches a tensor and never waits for it. A
+timer (`TICK_SECONDS`) polls the session, then updates only the widgets whose data changed. Keys become
+controller commands, which the trainer applies at its next step boundary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from nktui.training import ConfigError, RunConfig, RunState
+from nktui.ui.format import lr_text, number
+from nktui.ui.screens.confirm import ConfirmDialog
+from nktui.ui.screens.help import HelpScreen
+from nktui.ui.screens.lr_dialog import LrDialog
+from nktui.ui.session import Session
+from nktui.ui.widgets.config_pane import ConfigPane
+from nktui.ui.widgets.gradient_pane import GradientPane
+from nktui.ui.widgets.loss_plot import LossPlot
+from nktui.ui.widgets.status_bar import StatusBar
+
+TICK_SECONDS = 0.2  # how often the UI pulls records (5 Hz)
+PLOT_SECONDS = 0.4  # the plot redraws at most this often, and only when the history changed
+QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when quitting
+
+
+class NktuiApp(App[int]):
+    TITLE = "nktui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/Run", id="pause"),
+        Binding("n", "step", "Step", id="step"),
+        Binding("l", "set_lr", "LR", id="lr"),
+        Binding("right_square_bracket", "scale_lr(2.0)", "LR×2", id="lr-double", key_display="]"),
+        Binding("left_square_bracket", "scale_lr(0.5)", "LR÷2", id="lr-halve", key_display="["),
+        Binding("e", "evaluate", "Eval", id="evaluate"),
+        Binding("y", "toggle_log_scale", "Log", id="log-scale"),
+        Binding("r", "restart", "Restart", id="restart"),
+        Binding("c", "focus_config", "Config", id="config", show=False),
+        Binding("escape", "focus_gradients", "Back", id="back", show=False),
+        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, config: RunConfig, *, paused: bool = False, **trainer_kwargs) -> None:
+        super().__init__()
+        self.config = config
+        self.start_paused = paused
+        self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
+        self.session: Session | None = None
+        self._last_plot = 0.0
+
+    # -- layout ------------------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        # Kept as attributes: the tick updates them while a dialog or the detail screen is on top.
+        self.config_pane = ConfigPane(self.config, id="config")
+        self.loss_plot = LossPlot(id="loss")
+        self.gradient_pane = GradientPane(id="gradients")
+        self.error_line = Static("", id="error")
+        self.status_bar = StatusBar(id="status")
+        with Horizontal(id="main"):
+            yield self.config_pane
+            with Vertical(id="right"):
+                yield self.loss_plot
+                yield self.gradient_pane
+        yield self.error_line
+        yield self.status_bar
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.start_session(self.config, paused=self.start_paused)
+        self.set_interval(TICK_SECONDS, self.tick)
+        self.gradient_pane.focus()
+
+    def start_session(self, config: RunConfig, *, paused: bool) -> None:
+        self.config = config
+        self.session = Session(config, paused=paused, **self.trainer_kwargs)
+        self.gradient_pane.clear_layers()
+        self.config_pane.show_config(config)
+        error = self.error_line
+        error.display = False
+        self.tick()
+
+    # -- the pull loop -----------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        changes = session.poll()
+        if changes.state:
+            self.on_state_changed()
+        if changes.observed and session.latest_observed is not None:
+            self.gradient_pane.show(session.latest_observed)
+        if changes.steps:
+            self.config_pane.show_lr(session.lr)
+        plot = self.loss_plot
+        now = time.monotonic()
+        if session.history.version != plot.drawn_version and now - self._last_plot >= PLOT_SECONDS:
+            self._last_plot = now
+            plot.draw(session.history)
+        self.show_status()
+
+    def show_status(self) -> None:
+        self.status_bar.show(self.session)
+
+    def on_state_changed(self) -> None:
+        session = self.session
+        self.refresh_bindings()
+        state = session.state
+        if state is RunState.FAILED:
+            error = self.error_line
+            error.update(f" {session.error_text}\n Fix the config (c) and restart (r).")
+            error.display = True
+            self.notify(session.error_text or "the run failed", title="Training failed", severity="error", timeout=10)
+        elif state is RunState.FINISHED and session.latest_eval is not None:
+            ev = session.latest_eval
+            self.notify(f"step {ev.step}: val loss {number(ev.loss)}, val acc {number(ev.accuracy)}", title="Finished")
+
+    # -- keys: enabled only when they do something -----------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        session = self.session
+        if session is None:
+            return True
+        enabled = {
+            "toggle_pause": session.can_pause or session.can_resume,
+            "step": session.can_step,
+            "set_lr": session.can_steer,
+            "scale_lr": session.can_steer,
+            "evaluate": session.can_steer,
+        }.get(action, True)
+        return True if enabled else None  # None: shown greyed out in the footer
+
+    def action_toggle_pause(self) -> None:
+        self.session.toggle_pause()
+        self.refresh_bindings()
+
+    def action_step(self) -> None:
+        if self.session.step():
+            self.set_timer(0.05, self.tick)  # show the step's numbers as soon as they are there
+
+    def action_set_lr(self) -> None:
+        def apply(value: float | None) -> None:
+            if value is not None:
+                self.apply_lr(value)
+
+        self.push_screen(LrDialog(self.session.lr), apply)
+
+    def action_scale_lr(self, factor: float) -> None:
+        self.apply_lr(self.session.lr * factor)
+
+    def apply_lr(self, value: object) -> None:
+        try:
+            lr = self.session.set_lr(value)
+        except ConfigError as exc:
+            self.notify(f"{exc}; the LR stays {lr_text(self.session.lr)}", severity="error")
+            return
+        self.config_pane.show_lr(lr)
+        self.show_status()
+        self.notify(f"lr {lr_text(lr)} from the next step", timeout=2)
+
+    def action_evaluate(self) -> None:
+        self.session.evaluate()  # the result arrives through the records at the next tick
+        self.notify("evaluating the validation set…", timeout=2)
+
+    def action_toggle_log_scale(self) -> None:
+        plot = self.loss_plot
+        plot.log_scale = not plot.log_scale
+        plot.draw(self.session.history)
+
+    def action_restart(self) -> None:
+        pane = self.config_pane
+        try:
+            config = pane.build_config(self.session.config)
+        except ConfigError as exc:
+            self.notify(str(exc), title="Config not valid", severity="error")
+            return
+        changed = pane.changed_fields(self.session.config)
+        what = f"with the changed {', '.join(changed)}" if changed else "with the same config"
+        question = f"Restart the run {what}? This run's progress is discarded."
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.restart(config)
+
+        self.push_screen(ConfirmDialog(question), answer)
+
+    def restart(self, config: RunConfig) -> None:
+        if not self.session.stop(QUIT_TIMEOUT):
+            self.notify("the previous run is still finishing its current step", severity="warning")
+        self.start_session(config, paused=self.start_paused)
+        self.gradient_pane.focus()
+
+    def action_focus_config(self) -> None:
+        self.query_one("#f-dataset", Input).focus()
+
+    def action_focus_gradients(self) -> None:
+        self.gradient_pane.focus()
+
+    def action_help(self) -> None:
+        keys = [(b.key_display or b.key, b.description) for b in self.BINDINGS]
+        keys += [("enter", "open the selected layer's detail"), ("tab", "move between panes and fields"),
+                 ("ctrl+p", "command palette: every action by name")]
+        self.push_screen(HelpScreen(keys))
+
+    async def action_quit(self) -> None:
+        if self.session is not None:
+            self.session.stop(QUIT_TIMEOUT)
+        self.exit(0)
+
+    # -- routing messages from the panes -----------------------------------------------------------------------
+    def on_config_pane_lr_submitted(self, message: ConfigPane.LrSubmitted) -> None:
+        self.apply_lr(message.text)
+        self.gradient_pane.focus()
+
+    def on_gradient_pane_layer_chosen(self, message: GradientPane.LayerChosen) -> None:
+        from nktui.ui.screens.layer_detail import LayerDetailScreen
+
+        self.push_screen(LayerDetailScreen(self.session, message.name))
+
+    # -- the command palette: the same actions by name -----------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause / resume", "Pause the training, or let it run", self.action_toggle_pause)
+        yield SystemCommand("Step", "Take exactly one update while paused", self.action_step)
+        yield SystemCommand("Set learning rate", "Type a new LR for the next steps", self.action_set_lr)
+        yield SystemCommand("Double LR", "Multiply the LR by 2", lambda: self.action_scale_lr(2.0))
+        yield SystemCommand("Halve LR", "Divide the LR by 2", lambda: self.action_scale_lr(0.5))
+        yield SystemCommand("Evaluate", "Validation loss, accuracy and confusion now", self.action_evaluate)
+        yield SystemCommand("Log scale", "Toggle a log scale on the loss plot", self.action_toggle_log_scale)
+        yield SystemCommand("Restart", "Restart the run with the config pane's settings", self.action_restart)
+        yield SystemCommand("Help", "Every key and what it does", self.action_help)
+
+
+def run_app(config: RunConfig, *, paused: bool = False) -> int:
+    """Run the app in this terminal until the user quits; returns the exit code."""
+    app = NktuiApp(config, paused=paused)
+    code = app.run()
+    return code if isinstance(code, int) else (app.return_code or 0)

@@ -1,0 +1,86 @@
+"""Formatting numbers and small charts as text for the UI: short floats, sparklines, the update:weight band.
+
+Pure functions on plain Python values; nothing here knows about Textual widgets or torch tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+
+SPARK_CHARS = " ▁▂▃▄▅▆▇█"
+
+# The usual healthy band for update_norm / weight_norm per step (Karpathy's rule of thumb: ~1e-3).
+RATIO_LOW, RATIO_HIGH = 1e-4, 1e-2
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A float in at most ~9 characters: 0.1234, 12.3, 1.23e-05, nan, inf, -."""
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if 1e-3 <= magnitude < 1e4:
+        return f"{value:.{digits}g}" if magnitude >= 1 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{value:.{max(digits - 1, 0)}e}"
+
+
+def lr_text(lr: float) -> str:
+    """A learning rate as the user would type it: 0.1, 0.05, 1e-03 -> 0.001, 3e-05."""
+    return f"{lr:g}"
+
+
+def rate(samples_per_sec: float | None) -> str:
+    if samples_per_sec is None:
+        return "-"
+    if samples_per_sec >= 1e6:
+        return f"{samples_per_sec / 1e6:.1f}M"
+    if samples_per_sec >= 1e4:
+        return f"{samples_per_sec / 1e3:.0f}k"
+    if samples_per_sec >= 1e3:
+        return f"{samples_per_sec / 1e3:.1f}k"
+    return f"{samples_per_sec:.0f}"
+
+
+def sparkline(counts: tuple[int, ...] | list[int], width: int | None = None) -> str:
+    """Bars for a histogram, scaled to its largest bin; a bin with any count shows at least the lowest bar."""
+    values = list(counts)
+    if width is not None and width < len(values):
+        values = _rebin(values, width)
+    top = max(values, default=0)
+    if top <= 0:
+        return " " * len(values)
+    levels = len(SPARK_CHARS) - 1
+    return "".join(SPARK_CHARS[max(1, round(v / top * levels)) if v else 0] for v in values)
+
+
+def _rebin(values: list[int], width: int) -> list[int]:
+    out = [0] * width
+    for i, v in enumerate(values):
+        out[i * width // len(values)] += v
+    return out
+
+
+def ratio_style(value: float) -> str:
+    """Colour of an update:weight ratio against the healthy band: too small, healthy, too big, broken."""
+    if not math.isfinite(value):
+        return "bold red"
+    if value < RATIO_LOW:
+        return "blue"
+    if value > RATIO_HIGH:
+        return "bold yellow" if value <= 10 * RATIO_HIGH else "bold red"
+    return "green"
+
+
+def ratio_text(value: float) -> Text:
+    return Text(number(value, 2), style=ratio_style(value))
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if shape else "scalar"

@@ -1,0 +1,115 @@
+"""Heat maps and pictures in a terminal with half-block characters: two pixels per character cell.
+
+Each cell is `▀` with the upper pixel as its foreground colour and the lower one as its background, so any
+terminal with 256 colours (Rich reduces true colour to what the terminal has) shows a grid of R x C values in
+ceil(R/2) lines of C characters. `diverging` maps signed values (weights, gradients): blue below 0, red above,
+dark at 0, with a symmetric scale; `grayscale` maps images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from rich.color import Color
+from rich.style import Style
+from rich.text import Text
+
+Grid = Sequence[Sequence[float]]
+RGB = tuple[int, int, int]
+
+NEUTRAL: RGB = (48, 48, 48)
+NEGATIVE: RGB = (40, 120, 255)
+POSITIVE: RGB = (255, 70, 50)
+
+
+def _lerp(a: RGB, b: RGB, t: float) -> RGB:
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def diverging(scale: float) -> Callable[[float], RGB]:
+    """Signed value -> colour, saturating at +-scale."""
+
+    def colour(value: float) -> RGB:
+        if not math.isfinite(value):
+            return (255, 255, 0)  # nan and inf stand out in yellow
+        t = max(-1.0, min(1.0, value / scale)) if scale > 0 else 0.0
+        return _lerp(NEUTRAL, POSITIVE, t) if t >= 0 else _lerp(NEUTRAL, NEGATIVE, -t)
+
+    return colour
+
+
+def grayscale(low: float, high: float) -> Callable[[float], RGB]:
+    span = (high - low) or 1.0
+
+    def colour(value: float) -> RGB:
+        t = max(0.0, min(1.0, (value - low) / span)) if math.isfinite(value) else 0.0
+        level = round(255 * t)
+        return (level, level, level)
+
+    return colour
+
+
+def abs_max(*grids: Grid | None) -> float:
+    """The largest finite |value| over several grids: one shared scale makes them comparable."""
+    values = [abs(v) for grid in grids if grid for row in grid for v in row if math.isfinite(v)]
+    return max(values, default=0.0)
+
+
+def render(grid: Grid, colour: Callable[[float], RGB]) -> list[Text]:
+    """Lines of half blocks for a grid of values (an odd last row is drawn over the background)."""
+    lines = []
+    styles: dict[tuple[RGB, RGB | None], Style] = {}
+    for top_index in range(0, len(grid), 2):
+        top = grid[top_index]
+        bottom = grid[top_index + 1] if top_index + 1 < len(grid) else None
+        line = Text()
+        for i, value in enumerate(top):
+            key = (colour(value), colour(bottom[i]) if bottom is not None else None)
+            style = styles.get(key)
+            if style is None:
+                fg, bg = key
+                style = Style(color=Color.from_rgb(*fg), bgcolor=Color.from_rgb(*bg) if bg else None)
+                styles[key] = style
+            line.append("▀", style=style)
+        lines.append(line)
+    return lines
+
+
+def render_text(grid: Grid, colour: Callable[[float], RGB]) -> Text:
+    return Text("\n").join(render(grid, colour))
+
+
+def tile(pictures: Sequence[Sequence[Text]], labels: Sequence[str], width: int, gap: int = 1) -> Text:
+    """Pictures (each a list of equally long lines) side by side, wrapped to `width`, each with its label below."""
+    if not pictures:
+        return Text()
+    cell = max(len(pictures[0][0]) if pictures[0] else 1, 1)
+    per_row = max(1, (width + gap) // (cell + gap))
+    out = Text()
+    for start in range(0, len(pictures), per_row):
+        group = pictures[start : start + per_row]
+        height = max(len(p) for p in group)
+        for line_index in range(height):
+            for k, picture in enumerate(group):
+                if k:
+                    out.append(" " * gap)
+                out.append_text(picture[line_index] if line_index < len(picture) else Text(" " * cell))
+            out.append("\n")
+        for k, label in enumerate(labels[start : start + per_row]):
+            if k:
+                out.append(" " * gap)
+            out.append(label[:cell].center(cell), style="dim")
+        out.append("\n")
+    return out
+
+
+def scale_legend(scale: float) -> Text:
+    text = Text("scale: ")
+    text.append("██", style=Style(color=Color.from_rgb(*NEGATIVE)))
+    text.append(f" -{scale:.3g}  ")
+    text.append("██", style=Style(color=Color.from_rgb(*NEUTRAL)))
+    text.append(" 0  ")
+    text.append("██", style=Style(color=Color.from_rgb(*POSITIVE)))
+    text.append(f" +{scale:.3g}")
+    return text

@@ -1,0 +1,165 @@
+"""ConfigPane: the run's settings as a compact form, keyboard first.
+
+The learning rate applies live (Enter in its field). Every other field changes the model or its data, so edits
+are collected and applied by restarting the run (`r`, after a confirmation); changed fields are marked until then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static
+
+from nktui.training import ConfigError, RunConfig
+from nktui.training.config import ACTIVATIONS, OPTIMIZERS, parse_hidden
+from nktui.ui.format import lr_text
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # RunConfig field
+    label: str
+    kind: str  # "text", "int", "float", "choice", "hidden", "optional-int"
+    choices: tuple[str, ...] = ()
+    tooltip: str = ""
+
+
+FIELDS = (
+    Field("dataset", "data", "text", tooltip="digits, mnist, fashion-mnist, cifar10 or imagefolder:PATH"),
+    Field("model", "model", "text", tooltip="linear, mlp, cnn or package.module:factory"),
+    Field("hidden", "hidden", "hidden", tooltip="MLP hidden sizes, comma-separated: 128,64"),
+    Field("activation", "activ.", "choice", ACTIVATIONS),
+    Field("optimizer", "optim", "choice", OPTIMIZERS),
+    Field("lr", "lr", "float", tooltip="learning rate: Enter applies it now, no restart"),
+    Field("momentum", "moment.", "float", tooltip="SGD momentum, 0 for plain SGD"),
+    Field("weight_decay", "w.decay", "float"),
+    Field("batch_size", "batch", "int"),
+    Field("steps", "steps", "optional-int", tooltip="the step to stop at (empty: --epochs or the default)"),
+    Field("seed", "seed", "int"),
+    Field("device", "device", "text", tooltip="auto, cpu, cuda, cuda:N or mps"),
+)
+
+
+def field_text(config: RunConfig, field: Field) -> str:
+    value = getattr(config, field.name)
+    if field.kind == "hidden":
+        return ",".join(map(str, value))
+    if field.name == "lr":
+        return lr_text(value)
+    if value is None:
+        return ""
+    return str(value)
+
+
+class ConfigPane(VerticalScroll, can_focus=False):
+    """The config form. Posts `LrSubmitted` when Enter is pressed in the LR field."""
+
+    class LrSubmitted(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, config: RunConfig, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.border_title = "Config"
+
+    def compose(self) -> ComposeResult:
+        for field in FIELDS:
+            with Horizontal(classes="field", id=f"row-{field.name}"):
+                yield Label(field.label, classes="field-label")
+                value = field_text(self.config, field)
+                if field.kind == "choice":
+                    yield Select([(c, c) for c in field.choices], value=value, allow_blank=False, id=f"f-{field.name}",
+                                 compact=True)
+                else:
+                    widget = Input(value, id=f"f-{field.name}", compact=True)
+                    widget.tooltip = field.tooltip or None
+                    yield widget
+        yield Static("", id="config-hint")
+
+    # -- reading the form -------------------------------------------------------------------------------------
+    def raw_values(self) -> dict[str, str]:
+        values = {}
+        for field in FIELDS:
+            widget = self.query_one(f"#f-{field.name}")
+            values[field.name] = str(widget.value) if widget.value is not None else ""
+        return values
+
+    def build_config(self, base: RunConfig) -> RunConfig:
+        """The form's values on top of `base`, validated; ConfigError names the field that is wrong."""
+        changes = {}
+        for field in FIELDS:
+            text = self.raw_values()[field.name].strip()
+            try:
+                changes[field.name] = _parse(field, text)
+            except ValueError:
+                raise ConfigError(f"{field.name} must be {_expected(field)}, not {text!r}") from None
+        if changes.get("steps") is not None:
+            changes["epochs"] = None  # a step limit typed here wins over --epochs
+        return base.replace(**changes)
+
+    def changed_fields(self, current: RunConfig) -> list[str]:
+        """Fields whose text differs from the running config (the LR applies live, so it never counts)."""
+        return [
+            f.name for f in FIELDS
+            if f.name != "lr" and self.raw_values()[f.name].strip() != field_text(current, f)
+        ]
+
+    # -- keeping it in step with the run -----------------------------------------------------------------------
+    def show_config(self, config: RunConfig) -> None:
+        self.config = config
+        for field in FIELDS:
+            widget = self.query_one(f"#f-{field.name}")
+            widget.value = field_text(config, field)
+        self.refresh_marks()
+
+    def show_lr(self, lr: float) -> None:
+        widget = self.query_one("#f-lr", Input)
+        if not widget.has_focus:
+            widget.value = lr_text(lr)
+
+    def refresh_marks(self) -> None:
+        changed = set(self.changed_fields(self.config))
+        for field in FIELDS:
+            self.query_one(f"#row-{field.name}").set_class(field.name in changed, "changed")
+        hint = self.query_one("#config-hint", Static)
+        hint.update("[b]r[/b] restarts with the marked changes" if changed else "[dim]lr: Enter applies[/dim]")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.refresh_marks()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self.refresh_marks()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "f-lr":
+            event.stop()
+            self.post_message(self.LrSubmitted(event.value))
+
+
+def _parse(field: Field, text: str):
+    if field.kind == "int":
+        return int(text)
+    if field.kind == "optional-int":
+        return int(text) if text else None
+    if field.kind == "float":
+        return float(text)
+    if field.kind == "hidden":
+        try:
+            return parse_hidden(text)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return text
+
+
+def _expected(field: Field) -> str:
+    return {
+        "int": "a whole number",
+        "optional-int": "a whole number or empty",
+        "float": "a number",
+        "hidden": "comma-separated layer sizes such as 128,64",
+    }.get(field.kind, "text")

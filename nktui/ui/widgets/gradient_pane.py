@@ -1,0 +1,68 @@
+"""GradientPane: a row per parameter tensor with the newest observed step's numbers.
+
+Columns: name, shape, gradient norm, update:weight ratio (coloured against the usual 1e-4 to 1e-2 band) and a
+sparkline of the gradient's histogram. Enter on a row opens that layer's detail.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+from nktui.training import StepRecord
+from nktui.ui.format import number, ratio_text, shape_text, sparkline
+
+SPARK_WIDTH = 10
+# (label, key, width): fixed widths that fit the 54 columns of an 80x24 terminal, so that updating a cell never
+# needs a relayout. The detail screen (Enter) shows names and shapes in full.
+COLUMNS = (
+    ("layer", "layer", 12),
+    ("shape", "shape", 7),
+    ("‖grad‖", "grad", 7),
+    ("upd/w", "ratio", 7),
+    ("histogram", "hist", SPARK_WIDTH),
+)
+
+
+class GradientPane(DataTable):
+    class LayerChosen(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.border_title = "Gradients"
+        self.shown_step: int | None = None
+
+    def on_mount(self) -> None:
+        for label, key, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    def show(self, record: StepRecord) -> None:
+        """Fill the rows from one observed step (rows are created on the first call, then updated in place)."""
+        self.shown_step = record.step
+        self.border_title = f"Gradients · step {record.step}"
+        for name, layer in record.layers.items():
+            cells = {
+                "layer": name,
+                "shape": shape_text(layer.shape),
+                "grad": Text(number(layer.grad_norm, 2), style="bold red" if layer.nonfinite else ""),
+                "ratio": ratio_text(layer.update_ratio),
+                "hist": Text(sparkline(layer.histogram.counts, SPARK_WIDTH) if layer.histogram else "", style="cyan"),
+            }
+            if name in self.rows:
+                for key, value in cells.items():
+                    self.update_cell(name, key, value)
+            else:
+                self.add_row(*cells.values(), key=name)
+
+    def clear_layers(self) -> None:
+        self.clear()
+        self.shown_step = None
+        self.border_title = "Gradients"
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.post_message(self.LayerChosen(str(event.row_key.value)))

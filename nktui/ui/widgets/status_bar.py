@@ -1,0 +1,79 @@
+"""StatusBar: one line with the run's state and its newest numbers.
+
+`state  step N/LIMIT  epoch E  lr X  loss L  acc A  val V  S samples/s  device`. The words `step`, `lr` and the
+state are written literally so that people and scripts (tmux capture-pane) can read them.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from nktui.training import RunState
+from nktui.ui.format import lr_text, number, rate
+
+STATE_STYLES = {
+    RunState.STARTING: "bold cyan",
+    RunState.RUNNING: "bold green",
+    RunState.PAUSED: "bold yellow",
+    RunState.FINISHED: "bold blue",
+    RunState.FAILED: "bold white on red",
+    RunState.STOPPED: "bold",
+}
+
+
+class StatusBar(Static):
+    text = ""  # the plain text shown now (tests and scripts read it)
+
+    def show(self, session) -> None:
+        """Update from the session; redraws only when the text changed (fewer bytes over SSH)."""
+        text = Text()
+        for part, style in fit(parts(session), self.size.width or 200):
+            text.append(part, style=style)
+            text.append(" ")
+        if text.plain != self.text:
+            self.text = text.plain
+            self.update(text)
+
+
+def parts(session) -> list[tuple[str, str, int]]:
+    """(text, style, priority) pieces of the status line; lower priorities are dropped first when narrow."""
+    state = session.state
+    out = [(f" {state.value} ", STATE_STYLES[state], 9)]
+    trainer = session.trainer
+    count = trainer.step_count if trainer is not None else 0
+    limit = session.step_limit
+    out.append((f"step {count}" + (f"/{limit}" if limit else ""), "", 9))
+    step = session.latest_step
+    if step is not None:
+        out.append((f"epoch {step.epoch}", "", 4))
+    out.append((f"lr {lr_text(session.lr)}", "bold", 9))
+    if step is not None:
+        out.append((f"loss {number(step.loss, 4)}", "", 8))
+        out.append((f"acc {number(step.accuracy, 3)}", "", 5))
+    if session.latest_eval is not None:
+        out.append((f"val {number(session.latest_eval.accuracy, 3)}", "", 6))
+    if session.state is RunState.RUNNING and step is not None and step.samples_per_sec:
+        out.append((f"{rate(step.samples_per_sec)} samples/s", "", 3))
+    if trainer is not None:
+        out.append((device_text(trainer.device), "dim", 2))
+    return out
+
+
+def fit(items: list[tuple[str, str, int]], width: int) -> list[tuple[str, str]]:
+    """Drop the lowest-priority items until the line (items joined by spaces) fits the width."""
+    kept = list(items)
+    while kept and sum(len(t) + 1 for t, _, _ in kept) > width:
+        kept.remove(min(kept, key=lambda item: item[2]))
+    return [(t, s) for t, s, _ in kept]
+
+
+def device_text(device) -> str:
+    """`cpu`, or `cuda:0 1.2/80.0 GiB` with this process's allocated and the card's total memory."""
+    from nktui.training.devices import cuda_memory
+
+    memory = cuda_memory(device)
+    if memory is None:
+        return str(device)
+    used, total = memory
+    return f"{device} {used / 2**30:.1f}/{total / 2**30:.1f} GiB"

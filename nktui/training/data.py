@@ -7,7 +7,8 @@ with no data-loader state to save.
 
 Data sets that fit (all built-in ones) are held as uint8 tensors on the training device and batches are
 gathered there: no DataLoader, no host-to-device copy per step. Big image folders stream through a DataLoader.
-Where the pixels come from is `nktui.training.sources`' business.
+Where the pixels come from is `nktui.training.sources`' business; this module owns the split, the batch order
+and getting batches onto the device.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from .config import RunConfig
-from .errors import ConfigError
-from .sources import ImageSet, load_images
+from .errors import ConfigError, DataError
+from .sources import ImageSet, StreamedImages, load_images
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -27,12 +28,19 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 IN_MEMORY_LIMIT_BYTES = 1 << 30
 # Up to this many bytes as float32, pixels are converted once (MNIST: 188 MB) instead of once per batch.
 FLOAT_CACHE_LIMIT_BYTES = 256 << 20
+# DataLoader worker processes that decode a streamed image folder (0: decode on the training thread).
+STREAM_WORKERS = 2
+
+
+def _generator(seed: int) -> torch.Generator:
+    """A CPU generator for any Python int (manual_seed rejects values outside 64 bits)."""
+    return torch.Generator().manual_seed(seed % (1 << 63))
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic (train, validation) index split of range(n) from the seed."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, round(n * val_fraction)) if n > 1 else 0
+    perm = torch.randperm(n, generator=_generator(seed))
+    n_val = min(n - 1, max(1, round(n * val_fraction))) if n > 1 else 0  # both sides keep at least one sample
     return perm[n_val:], perm[:n_val]
 
 
@@ -41,6 +49,8 @@ class BatchOrder:
     dropped. Pure: the same (n, batch_size, seed, s) always gives the same indices."""
 
     def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        if n < 1:
+            raise DataError("the training set is empty: the data set needs at least two samples")
         if batch_size > n:
             raise ConfigError(
                 f"batch_size {batch_size} is larger than the training set ({n} samples): use --batch-size {n} or less"
@@ -52,7 +62,7 @@ class BatchOrder:
 
     def permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 1)
+            gen = _generator(self.seed * 1_000_003 + epoch + 1)
             # Drawn on the CPU (same numbers on every device), moved once per epoch.
             self._perm, self._epoch = torch.randperm(self.n, generator=gen).to(self.device), epoch
         return self._perm
@@ -92,53 +102,85 @@ class DataSource:
         return {"val": self.val_size, "train": self.train_size}[split]
 
 
+def _to_floats(pixels: torch.Tensor, scale: float) -> torch.Tensor:
+    """float32 pixels in [0, 1]: uint8 (or any dtype) converted and scaled; never modifies `pixels`."""
+    if pixels.dtype != torch.float32:
+        return pixels.to(torch.float32).mul_(scale)
+    return pixels if scale == 1 else pixels * scale
+
+
 class TensorSource(DataSource):
     """All samples as uint8 tensors on the training device; batches are gathered there."""
 
     def __init__(self, images: ImageSet, device: torch.device, val_fraction: float, batch_size: int, seed: int):
-        train_idx, val_idx = split_indices(len(images.labels), val_fraction, seed)
-        x = images.pixels.to(device)
-        y = images.labels.to(device)
+        pixels, labels = images.pixels, images.labels
+        if pixels.ndim != 4 or labels.ndim != 1 or len(pixels) != len(labels):
+            raise DataError(
+                f"{images.name}: pixels must be N x C x H x W and labels N long, not {tuple(pixels.shape)} and "
+                f"{tuple(labels.shape)}"
+            )
+        if len(labels) < 2:
+            raise DataError(f"{images.name} has {len(labels)} samples: it needs two or more (one to validate on)")
+        labels = labels.to(torch.int64)
+        low, high = labels.min().item(), labels.max().item()
+        if low < 0 or high >= len(images.classes):
+            raise DataError(
+                f"{images.name} has labels from {low} to {high}, but {len(images.classes)} classes: "
+                f"labels must lie in 0..{len(images.classes) - 1}"
+            )
+        train_idx, val_idx = split_indices(len(labels), val_fraction, seed)
+        x = pixels.to(device)
+        y = labels.to(device)
         self.scale = images.scale
         if x.numel() * 4 <= FLOAT_CACHE_LIMIT_BYTES:  # small enough: convert once, so a batch is a bare gather
-            x, self.scale = self._floats(x), 1.0
+            x, self.scale = _to_floats(x, self.scale), 1.0
         self.train_x, self.train_y = x[train_idx.to(device)], y[train_idx.to(device)]
         self.val_x, self.val_y = x[val_idx.to(device)], y[val_idx.to(device)]
         self.device = device
         super().__init__(
             name=images.name,
-            input_shape=tuple(images.pixels.shape[1:]),
+            input_shape=tuple(pixels.shape[1:]),
             classes=images.classes,
             train_size=len(train_idx),
             val_size=len(val_idx),
             order=BatchOrder(len(train_idx), batch_size, seed, device),
         )
 
-    def _floats(self, pixels: torch.Tensor) -> torch.Tensor:
-        if pixels.dtype == torch.float32:
-            return pixels
-        return pixels.to(torch.float32).mul_(self.scale)
-
     def train_batch(self, step: int) -> Batch:
         idx = self.order.indices(step)
-        return self._floats(self.train_x[idx]), self.train_y[idx]
+        return _to_floats(self.train_x[idx], self.scale), self.train_y[idx]
 
     def eval_batches(self, split: str = "val", batch_size: int = 1024) -> Iterator[Batch]:
         x, y = (self.val_x, self.val_y) if split == "val" else (self.train_x, self.train_y)
         for start in range(0, len(y), batch_size):
-            yield self._floats(x[start : start + batch_size]), y[start : start + batch_size]
+            yield _to_floats(x[start : start + batch_size], self.scale), y[start : start + batch_size]
 
 
 class StreamSource(DataSource):
-    """Samples decoded on the fly by DataLoader workers, for image folders too big to hold in memory."""
+    """Samples decoded on the fly by DataLoader workers, for image folders too big to hold in memory. The dataset
+    yields uint8 images; they travel to the device as uint8 and are scaled there, exactly as TensorSource does, so
+    both give the same batch for the same step."""
 
-    def __init__(self, dataset, classes, input_shape, device, val_fraction, batch_size, seed, workers=2):
-        self.dataset, self.device, self.workers = dataset, device, workers
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset,
+        classes: tuple[str, ...],
+        input_shape: tuple[int, int, int],
+        device: torch.device,
+        val_fraction: float,
+        batch_size: int,
+        seed: int,
+        workers: int = STREAM_WORKERS,
+        *,
+        name: str = "imagefolder",
+        scale: float = 1 / 255,
+    ):
+        self.dataset, self.device, self.workers, self.scale = dataset, device, workers, scale
         self.train_idx, self.val_idx = split_indices(len(dataset), val_fraction, seed)
         self._iter: Iterator[Batch] | None = None
         self._next_step = -1
         super().__init__(
-            name="imagefolder",
+            name=name,
             input_shape=input_shape,
             classes=classes,
             train_size=len(self.train_idx),
@@ -151,10 +193,13 @@ class StreamSource(DataSource):
             self.dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=self.device.type == "cuda"
         )
         for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True)
+            yield _to_floats(x, self.scale), y.to(self.device, non_blocking=True)
 
     def train_batch(self, step: int) -> Batch:
         if self._iter is None or step != self._next_step:  # first call, or a jump (resume, rewind)
+            if self._iter is not None:
+                self._iter.close()  # ends the old loader's workers now, not at garbage collection
             self._iter = self._loader(_StepBatches(self, step))
         self._next_step = step + 1
         return next(self._iter)
@@ -177,13 +222,21 @@ class _StepBatches:
             step += 1
 
 
-
-
-def load_data(config: RunConfig, device: torch.device) -> DataSource:
-    """The configured data set, split and ready to hand out batches on `device`."""
+def load_data(config: RunConfig, device: torch.device, *, workers: int | None = None) -> DataSource:
+    """The configured data set, split and ready to hand out batches on `device`. `workers`: DataLoader processes
+    for a streamed image folder (default STREAM_WORKERS)."""
     loaded = load_images(config, in_memory_limit=IN_MEMORY_LIMIT_BYTES)
-    if isinstance(loaded, ImageSet):
-        return TensorSource(loaded, device, config.val_fraction, config.batch_size, config.seed)
-    return StreamSource(
-        loaded.dataset, loaded.classes, loaded.input_shape, device, config.val_fraction, config.batch_size, config.seed
-    )
+    if isinstance(loaded, StreamedImages):
+        return StreamSource(
+            loaded.dataset,
+            loaded.classes,
+            loaded.input_shape,
+            device,
+            config.val_fraction,
+            config.batch_size,
+            config.seed,
+            STREAM_WORKERS if workers is None else workers,
+            name=loaded.name,
+            scale=loaded.scale,
+        )
+    return TensorSource(loaded, device, config.val_fraction, config.batch_size, config.seed)

@@ -2,12 +2,15 @@
 
 Each loader returns an `ImageSet` (uint8 pixels, N x C x H x W, with labels and class names) or, for an image
 folder too big to hold, a `StreamedImages` wrapping a torchvision dataset. A data set that is missing or cannot
-be read raises `DataError` with a paragraph that names the files and folder layout that were expected.
+be read raises `DataError` with a paragraph that names the files and folder layout that were expected. This module
+owns finding, checking and decoding the files; splitting and batching them is `nktui.training.data`'s business.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
+import struct
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,7 +20,7 @@ import torch
 from .config import RunConfig
 from .errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,11 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class StreamedImages:
-    dataset: torch.utils.data.Dataset  # yields (float tensor C x H x W in [0, 1], label)
+    name: str
+    dataset: torch.utils.data.Dataset  # yields (uint8 tensor C x H x W, label)
     classes: tuple[str, ...]
     input_shape: tuple[int, int, int]
+    scale: float = 1 / 255
 
 
 def load_images(config: RunConfig, in_memory_limit: int) -> ImageSet | StreamedImages:
@@ -42,7 +47,7 @@ def load_images(config: RunConfig, in_memory_limit: int) -> ImageSet | StreamedI
         return load_digits()
     if name.startswith("imagefolder:"):
         return load_image_folder(name.partition(":")[2], config.image_size, in_memory_limit)
-    return load_torchvision(name, Path(config.data_dir), download=config.download)
+    return load_torchvision(name, Path(config.data_dir).expanduser(), download=config.download)
 
 
 # -- digits (bundled) -------------------------------------------------------------------------------------------
@@ -57,66 +62,99 @@ def load_digits() -> ImageSet:
 
 
 # -- torchvision: MNIST, Fashion-MNIST, CIFAR-10 ----------------------------------------------------------------
-_EXPECTED_FILES = {
-    "mnist": (
-        "MNIST/raw",
-        "train-images-idx3-ubyte, train-labels-idx1-ubyte (gunzipped from the MNIST site's .gz files)",
-    ),
-    "fashion-mnist": (
-        "FashionMNIST/raw",
-        "train-images-idx3-ubyte, train-labels-idx1-ubyte (gunzipped from Zalando's fashion-mnist .gz files)",
-    ),
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# name -> (folder under --data-dir, the files torchvision insists on, where they come from)
+LAYOUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "mnist": ("MNIST/raw", _IDX_FILES, "gunzipped from the MNIST site's .gz files"),
+    "fashion-mnist": ("FashionMNIST/raw", _IDX_FILES, "gunzipped from Zalando's fashion-mnist .gz files"),
     "cifar10": (
         "cifar-10-batches-py",
-        "data_batch_1 ... data_batch_5, test_batch and batches.meta (extracted from cifar-10-python.tar.gz)",
+        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        "extracted from cifar-10-python.tar.gz",
     ),
 }
+# torchvision names MNIST's classes "0 - zero" ...: plain digits, as in the bundled set, fit a confusion matrix
+_CLASS_NAMES = {"mnist": tuple(str(d) for d in range(10))}
 
 
 def _torchvision_class(name: str):
     from torchvision import datasets
 
     if name == "mnist":
-        return datasets.MNIST
+        return datasets.MNIST  # (not subclassed: torchvision names the folder after the class)
     if name == "fashion-mnist":
         return datasets.FashionMNIST
+    return _cifar10_local_files()
+
+
+@functools.cache
+def _cifar10_local_files():
+    from torchvision import datasets
 
     class CIFAR10LocalFiles(datasets.CIFAR10):
-        """torchvision's CIFAR10 reader; local files are trusted as they are (the download checks its md5)."""
+        """torchvision's CIFAR10 reader; local files are trusted as they are (the download checks its md5), so a
+        copy made by hand, or re-pickled, is read without a checksum failure posing as "not found"."""
 
-        train_list = [(f, None) for f, _ in datasets.CIFAR10.train_list]
-        test_list = [(f, None) for f, _ in datasets.CIFAR10.test_list]
+        train_list = [[f, None] for f, _ in datasets.CIFAR10.train_list]
+        test_list = [[f, None] for f, _ in datasets.CIFAR10.test_list]
         meta = {**datasets.CIFAR10.meta, "md5": None}
 
     return CIFAR10LocalFiles
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or "no details"
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
 def missing_data_message(name: str, data_dir: Path, reason: str) -> str:
-    folder, files = _EXPECTED_FILES[name]
-    return (
-        f"{name} is not in {data_dir} and {reason}. Either run once with network access (it downloads into "
-        f"--data-dir), or put torchvision's files there yourself: {data_dir / folder}/ holding {files}. "
-        f"Point --data-dir at the folder that contains {folder.split('/')[0]}/. "
-        "Or use --dataset digits, which is bundled and needs no download."
+    """The paragraph for a torchvision data set that is not there: what to download or where to put which files."""
+    folder, files, origin = LAYOUTS[name]
+    where = data_dir / folder
+    missing = [f for f in files if not (where / f).is_file()]
+    listed = ", ".join(files[:-1]) + f" and {files[-1]}"
+    text = f"{name} is not in {data_dir}" + ("" if data_dir.is_dir() else " (no such folder)")
+    text += (
+        f" and {reason}. Either run once with network access (it downloads into --data-dir), or put torchvision's "
+        f"files there yourself: {where}/ holding {listed} ({origin})."
+    )
+    if missing and len(missing) < len(files):
+        text += f" Missing now: {', '.join(missing)}."
+    if any((where / f"{f}.gz").is_file() for f in missing):
+        text += " The .gz files there need gunzipping first (a run with downloading on does that)."
+    return text + (
+        f" Point --data-dir at the folder that contains {folder.split('/')[0]}/."
+        " Or use --dataset digits, which is bundled and needs no download."
     )
 
 
 def load_torchvision(name: str, data_dir: Path, *, download: bool) -> ImageSet:
+    """MNIST, Fashion-MNIST or CIFAR-10's training set from torchvision's files under data_dir (downloaded when
+    absent and `download` is on). Their test sets are not used: validation is a split of the training set."""
     cls = _torchvision_class(name)
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} is a file, not a folder: give the folder that holds the data sets")
+    folder, files, _ = LAYOUTS[name]
+    where = data_dir / folder
+    if not all((where / f).is_file() for f in files):
+        if not download:
+            raise DataError(missing_data_message(name, data_dir, "downloading is switched off"))
+        try:
+            cls(root=str(data_dir), train=True, download=True)
+        except Exception as exc:  # network errors come in many types (URLError, OSError, RuntimeError...)
+            reason = f"could not be downloaded ({_one_line(exc)})"
+            raise DataError(missing_data_message(name, data_dir, reason)) from None
+        if not all((where / f).is_file() for f in files):
+            raise DataError(missing_data_message(name, data_dir, "the download did not produce all its files"))
+    if folder.endswith("/raw"):
+        _check_idx_pair(where / "train-images-idx3-ubyte", where / "train-labels-idx1-ubyte")
     try:
         dataset = cls(root=str(data_dir), train=True, download=False)
-    except RuntimeError:
-        if not download:
-            raise DataError(missing_data_message(name, data_dir, "downloading is switched off")) from None
-        try:
-            dataset = cls(root=str(data_dir), train=True, download=True)
-        except Exception as exc:  # network errors come in many types (URLError, OSError, RuntimeError...)
-            reason = f"could not be downloaded ({type(exc).__name__}: {exc})"
-            raise DataError(missing_data_message(name, data_dir, reason)) from None
-    except Exception as exc:  # the files are there but broken: truncated, wrong magic number, bad pickle
-        raise DataError(f"cannot read {name} from {data_dir}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # the files are there but broken: bad pickle, wrong sizes
+        raise DataError(
+            f"cannot read {name} from {where}: {_one_line(exc)}. The files there are damaged or not torchvision's: "
+            "delete them and run again with network access to download fresh copies."
+        ) from None
 
     data = torch.as_tensor(dataset.data)
     if data.ndim == 3:  # MNIST-like: N, H, W
@@ -124,47 +162,116 @@ def load_torchvision(name: str, data_dir: Path, *, download: bool) -> ImageSet:
     else:  # CIFAR: N, H, W, C
         pixels = data.permute(0, 3, 1, 2)
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-    return ImageSet(name, pixels.contiguous(), labels, tuple(dataset.classes), scale=1 / 255)
+    classes = _CLASS_NAMES.get(name, tuple(dataset.classes))
+    if len(labels) != len(pixels) or len(labels) == 0:
+        raise DataError(f"{name} in {where} holds {len(pixels)} images but {len(labels)} labels: the files are damaged")
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise DataError(
+            f"{name} in {where} has labels from {labels.min()} to {labels.max()}, outside 0..{len(classes) - 1}: "
+            "the files are damaged"
+        )
+    return ImageSet(name, pixels.contiguous(), labels, classes, scale=1 / 255)
+
+
+def _idx_dims(path: Path, ndim: int) -> tuple[int, ...]:
+    """The dimensions in an idx file's header (big-endian magic 0x0000 08 ndim, then ndim uint32 sizes), after
+    checking that the file holds exactly that many bytes: torchvision would fail on it with a bare assertion."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        header = f.read(4 + 4 * ndim)
+    if header[:4] != bytes((0, 0, 8, ndim)):
+        raise DataError(
+            f"{path} is not an idx file of {ndim}-D unsigned bytes (it does not start with the magic number "
+            f"{0x800 + ndim}): use the file gunzipped from the original download, or delete it and run again with "
+            "network access to download a fresh copy"
+        )
+    dims = struct.unpack(f">{ndim}I", header[4:]) if len(header) == 4 + 4 * ndim else ()
+    expected = 4 + 4 * ndim + (int(torch.tensor(dims).prod()) if dims else 0)
+    if not dims or size != expected:
+        promised = f"{' x '.join(map(str, dims))} bytes of data ({expected:,} bytes in all)" if dims else "a header"
+        raise DataError(
+            f"{path} is truncated or damaged: its header promises {promised} but the file holds {size:,} bytes. "
+            "Delete it and run again with network access to download a fresh copy"
+        )
+    return dims
+
+
+def _check_idx_pair(images: Path, labels: Path) -> None:
+    n_images = _idx_dims(images, 3)[0]
+    n_labels = _idx_dims(labels, 1)[0]
+    if n_images != n_labels:
+        raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels: they must match")
 
 
 # -- image folders ----------------------------------------------------------------------------------------------
+def load_rgb(path: str):
+    """An image file as an 8-bit RGB PIL image. Grayscale, palette and alpha images become plain RGB (alpha is
+    dropped); 16-bit grayscale is scaled to 8 bits, where PIL's own conversion would clip it to white."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            image.load()
+    except Exception as exc:  # OSError, PIL.UnidentifiedImageError, a decompression bomb...
+        raise DataError(f"cannot read image {path}: {_one_line(exc)}") from None
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        image = image.point(lambda v: v * (1 / 257)).convert("L")  # (point works on mode I; I;16 becomes I)
+    return image.convert("RGB")
+
+
+@functools.cache
+def _visible_image_folder():
+    from torchvision import datasets
+
+    class VisibleImageFolder(datasets.ImageFolder):
+        """ImageFolder that ignores hidden subfolders (.ipynb_checkpoints, .git): they are not classes."""
+
+        def find_classes(self, directory):
+            classes = sorted(e.name for e in Path(directory).iterdir() if e.is_dir() and not e.name.startswith("."))
+            return classes, {c: i for i, c in enumerate(classes)}
+
+    return VisibleImageFolder
+
+
 def load_image_folder(path: str, size: int, in_memory_limit: int) -> ImageSet | StreamedImages:
     """torchvision ImageFolder (one subfolder per class), every image resized to size x size RGB."""
-    from torchvision import datasets, transforms
+    from torchvision import transforms
 
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"image folder {root} does not exist: give a folder with one subfolder of images per class")
     if not root.is_dir():
         raise DataError(f"{root} is a file, not a folder: imagefolder:PATH needs a folder with one subfolder per class")
-    subfolders = [p for p in root.iterdir() if p.is_dir()]
+    subfolders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if not subfolders:
+        loose = sum(1 for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         raise DataError(
-            f"image folder {root} has no subfolders: put each class's images in a subfolder of its own, "
-            f"such as {root}/cat/1.png and {root}/dog/1.png"
+            f"image folder {root} has no subfolders{f' (it holds {loose} images loose)' if loose else ''}: put each "
+            f"class's images in a subfolder of its own, such as {root}/cat/1.png and {root}/dog/1.png"
         )
     transform = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
-    try:
-        dataset = datasets.ImageFolder(str(root), transform=transform)
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(
-            f"image folder {root} has no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders: {exc}"
-        ) from None
-    if len(dataset.classes) < 2:
-        raise DataError(f"image folder {root} has only one class ({dataset.classes[0]}): a classifier needs two or more")
+    dataset = _visible_image_folder()(str(root), transform=transform, loader=load_rgb, allow_empty=True)
     classes = tuple(dataset.classes)
-    n = len(dataset)
-    if n * 3 * size * size > in_memory_limit:
-        streamed = datasets.ImageFolder(
-            str(root), transform=transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    counts = torch.bincount(torch.tensor(dataset.targets, dtype=torch.int64), minlength=len(classes))
+    empty = [c for c, k in zip(classes, counts.tolist()) if k == 0]
+    if len(empty) == len(classes):
+        raise DataError(
+            f"image folder {root} has no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders "
+            f"({', '.join(classes)})"
         )
-        return StreamedImages(streamed, classes, (3, size, size))
+    if empty:
+        raise DataError(
+            f"in image folder {root}, the class subfolders {', '.join(empty)} hold no images "
+            f"({', '.join(IMAGE_SUFFIXES)}): add images to them or remove them"
+        )
+    if len(classes) < 2:
+        raise DataError(f"image folder {root} has only one class ({classes[0]}): a classifier needs two or more")
+    name, n = f"imagefolder:{root.name}", len(dataset)
+    if n * 3 * size * size > in_memory_limit:
+        return StreamedImages(name, dataset, classes, (3, size, size), scale=1 / 255)
     pixels = torch.empty((n, 3, size, size), dtype=torch.uint8)
     for i in range(n):
-        try:
-            image, _ = dataset[i]
-        except Exception as exc:
-            raise DataError(f"cannot read image {dataset.samples[i][0]}: {exc}") from None
-        pixels[i] = image  # ImageFolder's loader converts every image to RGB
+        pixels[i] = dataset[i][0]
     labels = torch.tensor(dataset.targets, dtype=torch.int64)
-    return ImageSet(f"imagefolder:{root.name}", pixels, labels, classes, scale=1 / 255)
+    return ImageSet(name, pixels, labels, classes, scale=1 / 255)

@@ -15,11 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
-import torch
-import torch.nn.functional as F
-
-from nktui.training import RunConfig, Trainer
-from nktui.training.sources import ImageSet
+from nktui.training import RunConfig  # no torch: the TUI benchmark's app process imports this module too
 
 BATCH = 64
 # Evaluation and log lines are work a user asks for on top of training; the benchmarks measure training alone.
@@ -48,8 +44,12 @@ def in_fresh_thread(fn, *args):
     return result[0]
 
 
-def synthetic_mnist(n: int = 60_000, seed: int = 0) -> ImageSet:
-    """Class-dependent blobs in 28x28, uint8 pixels: learnable, the size and shape of MNIST."""
+def synthetic_mnist(n: int = 60_000, seed: int = 0):
+    """Class-dependent blobs in 28x28, uint8 pixels: learnable, the size and shape of MNIST. An ImageSet."""
+    import torch
+
+    from nktui.training.sources import ImageSet
+
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 10, (n,), generator=gen)
     centres = torch.rand(10, 1, 28, 28, generator=gen)
@@ -57,9 +57,13 @@ def synthetic_mnist(n: int = 60_000, seed: int = 0) -> ImageSet:
     return ImageSet("synthetic-mnist", pixels, labels, tuple(str(i) for i in range(10)), scale=1 / 255)
 
 
-def bare_loop(images: ImageSet, steps: int, config: RunConfig = CONFIG) -> tuple[float, float]:
+def bare_loop(images, steps: int, config: RunConfig = CONFIG) -> tuple[float, float]:
     """Steps per second of the plain loop, on a model built exactly as nktui builds it, by the wall clock and by
     the CPU time of the training thread. Call it on a fresh thread."""
+    import torch.nn.functional as F
+
+    from nktui.training import Trainer
+
     trainer = Trainer(config.replace(steps=steps), data=images)  # borrow its model, optimizer and data only
     model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
     x_all, y_all, order = data.train_x, data.train_y, data.order

@@ -8,6 +8,7 @@ and raises `ConfigError` with a message that names the field, the bad value and 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 BUILTIN_MODELS = ("linear", "mlp", "cnn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-DEFAULT_STEPS = 2000
+DEFAULT_STEPS = 10_000  # when neither --steps nor --epochs is given: ~10 s of the linear model on digits
 
 
 def parse_positive_float(text: object, name: str = "lr") -> float:
@@ -95,10 +96,22 @@ class RunConfig:
         # Accept what TOML and argparse hand over (lists, strings) and normalise it once, here.
         if not isinstance(self.hidden, tuple):
             object.__setattr__(self, "hidden", parse_hidden(self.hidden))
+        if isinstance(self.lr, str):  # "1e-3" from a hand-written TOML file: the optimizer needs a number
+            try:
+                object.__setattr__(self, "lr", float(self.lr))
+            except ValueError:
+                pass  # validate() says what is wrong with it
 
     # -- validation -----------------------------------------------------------------------------------------
     def validate(self) -> RunConfig:
         """Raise ConfigError for the first invalid field; return self so calls can be chained."""
+        for name in ("nesterov", "download", "activations"):  # (the text "false" would otherwise count as true)
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        for name in ("dataset", "model", "device"):  # (a hand-written TOML file can hold `device = 0`)
+            if not isinstance(getattr(self, name), str):
+                example, value = getattr(RunConfig, name), getattr(self, name)
+                raise ConfigError(f'{name} must be text such as "{example}", not {value!r}')
         dataset = self.dataset
         if not (dataset in BUILTIN_DATASETS or dataset.startswith("imagefolder:")):
             raise ConfigError(
@@ -228,5 +241,4 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return json.dumps(str(value), ensure_ascii=False)  # JSON's string escapes are valid TOML basic strings

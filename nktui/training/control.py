@@ -104,6 +104,9 @@ class Controller:
             if self._state.is_over:
                 future.set_exception(RuntimeError(f"the run is {self._state.value}"))
                 return future
+            if self._stop:  # the loop has taken (or will take) its last command: nobody would run fn
+                future.set_exception(RuntimeError("the run is stopping"))
+                return future
             self._calls.append((fn, future))
             self._mark()
         return future
@@ -139,9 +142,10 @@ class Controller:
         return True
 
     # -- the training loop's side ------------------------------------------------------------------------------
-    def next_command(self, *, can_step: bool = True) -> Command:
+    def next_command(self, *, can_step: bool = True, before_wait: Callable[[], Any] | None = None) -> Command:
         """Called by the loop between steps. Returns at once while running; blocks while paused (or when the
-        loop cannot step, e.g. finished) until a command arrives."""
+        loop cannot step, e.g. finished) until a command arrives. `before_wait` runs (without the lock) once
+        before it would block and before PAUSED is reported: the loop publishes its pending records there."""
         if not self._pending and not self._pause and can_step:
             return RUN  # fast path: one attribute read per step
         with self._cond:
@@ -161,6 +165,14 @@ class Controller:
                     if cmd.take_step and self._state is not RunState.RUNNING and not cmd.single_step:
                         self._set_state(RunState.RUNNING)
                     return cmd
+                if before_wait is not None:
+                    hook, before_wait = before_wait, None
+                    self._cond.release()
+                    try:
+                        hook()
+                    finally:
+                        self._cond.acquire()
+                    continue  # a command may have come in meanwhile
                 if can_step:
                     self._set_state(RunState.PAUSED)
                 self._cond.wait()
@@ -192,3 +204,26 @@ class Controller:
     def _set_state(self, state: RunState) -> None:
         self._state = state
         self._cond.notify_all()
+
+
+def launch(build: Callable[[], Any], *, paused: bool = False) -> Controller:
+    """Start a training thread that first calls `build()` to make the trainer, then runs `trainer.run()`.
+
+    Building on the training thread keeps every tensor op on one thread (see `Trainer.launch` for why). Until
+    the trainer exists, `controller.trainer` is None and the state is STARTING; if `build()` raises (missing
+    data, a model that does not import), the run ends FAILED with that error.
+    """
+    controller = Controller(paused=paused)
+
+    def build_and_run() -> None:
+        try:
+            trainer = build()
+        except BaseException as exc:
+            controller.fail(exc)
+            return
+        controller.trainer = trainer
+        trainer.run(controller)
+
+    controller.thread = threading.Thread(target=build_and_run, name="nktui-trainer", daemon=True)
+    controller.thread.start()
+    return controller

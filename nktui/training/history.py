@@ -108,26 +108,16 @@ class Series:
 class RunHistory:
     """The series the loss plot draws, fed from records. `version` changes whenever something was added."""
 
-    def __init__(self, recent: int = 2000, max_buckets: int = 1000, smoothing: float = 0.05) -> None:
-        make = lambda: Series(recent, max_buckets)  # noqa: E731
-        self.train_loss = make()
-        self.train_loss_smooth = make()  # exponential moving average of the raw loss, bias-corrected
-        self.lr = make()
-        self.val_loss = make()
-        self.val_accuracy = make()
-        self.smoothing = smoothing
-        self._ema = 0.0
-        self._ema_weight = 0.0
+    def __init__(self, recent: int = 2000, max_buckets: int = 1000) -> None:
+        self.train_loss = Series(recent, max_buckets)
+        self.lr = Series(recent, max_buckets)
+        self.val_loss = Series(recent, max_buckets)
+        self.val_accuracy = Series(recent, max_buckets)
         self.version = 0
 
     def add(self, record: StepRecord | EvalResult) -> None:
         if isinstance(record, StepRecord):
             self.train_loss.append(record.step, record.loss)
-            if math.isfinite(record.loss):
-                a = self.smoothing
-                self._ema = (1 - a) * self._ema + a * record.loss
-                self._ema_weight = (1 - a) * self._ema_weight + a
-                self.train_loss_smooth.append(record.step, self._ema / self._ema_weight)
             self.lr.append(record.step, record.lr)
         else:
             self.val_loss.append(record.step, record.loss)

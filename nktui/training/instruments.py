@@ -139,7 +139,7 @@ class Instruments:
             torch._foreach_sub_(self._before, self.params)  # before - after: the negated update
             update_norms = torch._foreach_norm(self._before)
             grad_norms = torch._foreach_norm(grads)
-            lows, highs = zip(*[torch.aminmax(g) for g in grads])
+            lows, highs = zip(*[torch.aminmax(g) if g.numel() else (g.new_zeros(()), g.new_zeros(())) for g in grads])
             sums = [g.sum() for g in grads]
             # One stack of all the scalars (6 per layer) instead of a stack per layer: fewer tiny ops.
             columns = (*grad_norms, *sums, *lows, *highs, *self._weight_norms, *update_norms)

@@ -13,6 +13,7 @@ second, not once a step.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from torch import nn
 
 from .buffer import RecordBuffer
 from .config import RunConfig
-from .control import Controller, RunState
+from .control import Controller, RunState, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
 from .instruments import Instruments, Observation
@@ -66,11 +67,20 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(
-        self, config: RunConfig, *, data: DataSource | ImageSet | None = None, model: nn.Module | None = None
+        self,
+        config: RunConfig,
+        *,
+        data: DataSource | ImageSet | Callable[[], DataSource | ImageSet] | None = None,
+        model: nn.Module | None = None,
     ) -> None:
+        """`data`: None for the configured data set, your own `ImageSet` (uint8 or float pixels N x C x H x W, labels,
+        class names), a ready `DataSource`, or a zero-argument function returning one of those (called here, so on
+        the training thread when launched). `model`: your own module instead of `config.model`."""
         self.config = config.validate()
         self.device = resolve_device(config.device)
         seed_everything(config.seed)
+        if callable(data):  # a factory: make the data here, on the thread that builds the trainer
+            data = data()
         if data is None:
             data = load_data(config, self.device)
         elif isinstance(data, ImageSet):  # the caller's own tensors: split and place them like a built-in set
@@ -86,6 +96,7 @@ class Trainer:
         self.step_limit = config.step_limit(self.data.steps_per_epoch)
         self.last_eval: EvalResult | None = None
         self._pending: list[_PendingStep] = []
+        self._observed_step = 0  # the latest step whose update the instruments measured
         self._window_start = time.perf_counter()
 
     # -- learning rate -----------------------------------------------------------------------------------------
@@ -140,9 +151,17 @@ class Trainer:
         self.optimizer.step()  # w <- w - lr * dL/dw (plain SGD; momentum and Adam transform dL/dw first)
         observation = self.instruments.after_update() if observe else None
         self.step_count += 1
+        if observe:
+            self._observed_step = self.step_count
         self._pending.append(
             _PendingStep(self.step_count, self._epoch_of(self.step_count), lr, loss.detach(), logits.detach(), y, observation)
         )
+
+    def last_update(self, name: str) -> torch.Tensor | None:
+        """W_after - W_before of parameter `name` in the latest update, if that update was observed; else None."""
+        if self._observed_step != self.step_count or self.step_count == 0:
+            return None
+        return self.instruments.last_update(name)
 
     def flush(self) -> list[StepRecord]:
         """Turn pending steps into records (one host transfer for all of them) and publish them."""
@@ -236,24 +255,9 @@ class Trainer:
         Why build it there: libgomp (PyTorch's CPU thread pool) keeps a pool per thread that has run a parallel
         op, and once there are more pool threads than cores it stops spin-waiting between ops. A thread that
         trains while another thread has also run tensor code runs ~20% slower on small models (measured on 2
-        cores). Keeping every tensor op on one thread, and none on the UI thread, avoids that. Until the trainer
-        exists, `controller.trainer` is None and the state is STARTING; a failure to build it (missing data, a
-        model that does not import) leaves the run FAILED with the error.
+        cores). Keeping every tensor op on one thread, and none on the UI thread, avoids that.
         """
-        controller = Controller(paused=paused)
-
-        def build_and_run() -> None:
-            try:
-                trainer = cls(config, **kwargs)
-            except BaseException as exc:
-                controller.fail(exc)
-                return
-            controller.trainer = trainer
-            trainer.run(controller)
-
-        controller.thread = threading.Thread(target=build_and_run, name="nktui-trainer", daemon=True)
-        controller.thread.start()
-        return controller
+        return launch(lambda: cls(config, **kwargs), paused=paused)
 
     def run(self, controller: Controller) -> None:
         """The loop: take commands at each step boundary, step, flush when someone will look. Ends on stop."""
@@ -262,7 +266,7 @@ class Trainer:
             if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
                 controller.report(RunState.RUNNING)
             while True:
-                cmd = controller.next_command(can_step=not self.finished)
+                cmd = controller.next_command(can_step=not self.finished, before_wait=self.flush)
                 if cmd.lr is not None:
                     self.set_lr(cmd.lr)
                 for fn, future in cmd.calls:

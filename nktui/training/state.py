@@ -1,0 +1,154 @@
+"""The full state of a training run: capture it, restore it. Checkpoints, resume and rewind all use these two.
+
+A state is a dict of tensors and plain values only (no pickled code), so a file of it loads with
+`torch.load(path, weights_only=True)`. It holds the model, the optimizer (moments, step counts, LR), the config, the
+step count, and every random number generator (torch, CUDA, numpy, Python's random). The data order needs
+nothing: batch s is a pure function of the seed and s (`nktui.training.data.BatchOrder`), so restoring the step
+count restores the position inside the epoch.
+
+`capture_state` copies the tensors (clones), so the caller owns them; `restore_state` checks that the state fits
+this trainer (same parameter names and shapes, same data set) and raises CheckpointError saying what differs.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+FORMAT = "nktui-state"
+VERSION = 1
+
+
+def model_signature(model: torch.nn.Module) -> list[list]:
+    """[[name, [shape...]], ...] of every parameter and buffer: what a state must match to be loaded."""
+    return [[name, list(t.shape)] for name, t in model.state_dict().items()]
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_clone(v) for v in value)
+    return value
+
+
+def capture_rng() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [t.clone() for t in torch.cuda.get_rng_state_all()]
+    version, internal, gauss = random.getstate()
+    state["python"] = {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
+    try:
+        import numpy
+
+        kind, keys, pos, has_gauss, cached = numpy.random.get_state()
+        state["numpy"] = {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype("int64")),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        }
+    except ImportError:  # pragma: no cover - numpy comes with torchvision
+        pass
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    if "numpy" in state:
+        import numpy
+
+        np_state = state["numpy"]
+        keys = np_state["keys"].numpy().astype("uint32")
+        numpy.random.set_state((np_state["kind"], keys, np_state["pos"], np_state["has_gauss"], np_state["cached"]))
+
+
+def capture_state(trainer) -> dict[str, Any]:
+    """Everything needed to continue this run bit for bit, as cloned tensors and plain values."""
+    trainer.flush()  # the pending steps' records belong to the state being captured
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": trainer.config.to_dict(),
+        "step": trainer.step_count,
+        "epoch": trainer.epoch,
+        "dataset": trainer.data.name,
+        "classes": list(trainer.data.classes),
+        "signature": model_signature(trainer.model),
+        "model": _clone(trainer.model.state_dict()),
+        "optimizer": _clone(trainer.optimizer.state_dict()),
+        "rng": capture_rng(),
+    }
+
+
+def check_compatible(trainer, state: dict[str, Any]) -> None:
+    """CheckpointError naming the difference if `state` was not made by a run like this one."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError("this is not an nktui checkpoint (no nktui-state header)")
+    if state.get("version", 0) > VERSION:
+        raise CheckpointError(f"this checkpoint is of a newer nktui (format {state['version']}); update nktui")
+    if state.get("dataset") != trainer.data.name or list(state.get("classes", [])) != list(trainer.data.classes):
+        raise CheckpointError(
+            f"this checkpoint is of data set {state.get('dataset')!r} with {len(state.get('classes', []))} classes, "
+            f"but this run uses {trainer.data.name!r} with {trainer.data.num_classes}"
+        )
+    theirs = {name: shape for name, shape in state.get("signature", [])}
+    ours = {name: shape for name, shape in model_signature(trainer.model)}
+    if theirs != ours:
+        missing = sorted(set(ours) - set(theirs))
+        extra = sorted(set(theirs) - set(ours))
+        reshaped = sorted(n for n in set(ours) & set(theirs) if ours[n] != theirs[n])
+        details = []
+        if missing:
+            details.append(f"it lacks {', '.join(missing[:4])}")
+        if extra:
+            details.append(f"it has {', '.join(extra[:4])} that this model does not")
+        if reshaped:
+            n = reshaped[0]
+            details.append(f"{n} is {'x'.join(map(str, theirs[n]))} there and {'x'.join(map(str, ours[n]))} here")
+        model = state.get("config", {}).get("model", "?")
+        raise CheckpointError(
+            f"this checkpoint is of another model (model {model!r}): {'; '.join(details)}"
+        )
+
+
+def restore_state(trainer, state: dict[str, Any]) -> None:
+    """Put the trainer back exactly where `state` was captured (model, optimizer, step, RNGs)."""
+    check_compatible(trainer, state)
+    trainer.flush()
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(_clone(state["optimizer"]))  # ours to keep: the state may be restored again
+    trainer.step_count = int(state["step"])
+    restore_rng(state["rng"])
+
+
+def state_bytes(state: dict[str, Any]) -> int:
+    """Bytes of tensor data in a state: what keeping it in memory costs."""
+    total = 0
+
+    def walk(value: Any) -> None:
+        nonlocal total
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(state)
+    return total

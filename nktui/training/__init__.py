@@ -17,7 +17,7 @@ from .config import RunConfig, parse_lr
 from .control import Controller, RunState
 from .control import launch as _launch
 from .errors import CheckpointError, ConfigError, DataError, ModelError, NktuiError
-from .records import ActivationStats, EvalResult, Histogram, LayerStats, StepRecord
+from .records import ActivationStats, EvalResult, Histogram, LayerStats, Rewound, StepRecord, WatchHit
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -34,10 +34,12 @@ __all__ = [
     "ModelError",
     "NktuiError",
     "RecordBuffer",
+    "Rewound",
     "RunConfig",
     "RunState",
     "StepRecord",
     "Trainer",
+    "WatchHit",
     "launch",
     "parse_lr",
 ]

@@ -91,6 +91,15 @@ class RunConfig:
     log_every: int = 50
     download: bool = True
     activations: bool = False
+    rewind_depth: int = 20
+    rewind_every: int = 32
+    watch: bool = True
+    watch_grad_jump: float = 10.0
+    watch_ratio_low: float = 1e-8
+    watch_ratio_high: float = 1.0
+    watch_ratio_steps: int = 3
+    watch_dead_relu: float = 0.95
+    watch_vanishing: float = 1e-4
 
     def __post_init__(self) -> None:
         # Accept what TOML and argparse hand over (lists, strings) and normalise it once, here.
@@ -105,7 +114,7 @@ class RunConfig:
     # -- validation -----------------------------------------------------------------------------------------
     def validate(self) -> RunConfig:
         """Raise ConfigError for the first invalid field; return self so calls can be chained."""
-        for name in ("nesterov", "download", "activations"):  # (the text "false" would otherwise count as true)
+        for name in ("nesterov", "download", "activations", "watch"):  # (the text "false" would otherwise count as true)
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
         for name in ("dataset", "model", "device"):  # (a hand-written TOML file can hold `device = 0`)
@@ -143,6 +152,11 @@ class RunConfig:
             _check_int("epochs", self.epochs, 1)
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give --steps or --epochs, not both")
+        for name in ("watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_dead_relu", "watch_vanishing"):
+            _check_range(name, getattr(self, name), 0.0, math.inf)
+        _check_int("watch_ratio_steps", self.watch_ratio_steps, 0)
+        _check_int("rewind_depth", self.rewind_depth, 0)
+        _check_int("rewind_every", self.rewind_every, 0)
         if self.eval_every is not None:
             _check_int("eval_every", self.eval_every, 0)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .records import EvalResult, StepRecord
+from .records import EvalResult, Rewound, StepRecord
 
 
 class Point(NamedTuple):
@@ -94,6 +94,14 @@ class Series:
             self.buckets = merged
             self.width *= 2
 
+    def truncate(self, step: int) -> None:
+        """Drop every point after `step` (a rewind undid those steps). Buckets that straddle it are dropped whole."""
+        while self.recent and self.recent[-1][0] > step:
+            self.recent.pop()
+        if not self.recent:
+            while self.buckets and self.buckets[-1].last > step:
+                self.buckets.pop()
+
     def points(self) -> list[Point]:
         """Everything, oldest first: buckets, then the recent raw points."""
         return [b.point() for b in self.buckets] + [Point(s, s, v, v, v, 1) for s, v in self.recent]
@@ -115,13 +123,19 @@ class RunHistory:
         self.val_accuracy = Series(recent, max_buckets)
         self.version = 0
 
-    def add(self, record: StepRecord | EvalResult) -> None:
+    def add(self, record) -> None:
+        """Take a StepRecord, an EvalResult or a Rewound; other records (watchpoint hits) are not plotted."""
         if isinstance(record, StepRecord):
             self.train_loss.append(record.step, record.loss)
             self.lr.append(record.step, record.lr)
-        else:
+        elif isinstance(record, EvalResult):
             self.val_loss.append(record.step, record.loss)
             self.val_accuracy.append(record.step, record.accuracy)
+        elif isinstance(record, Rewound):
+            for series in (self.train_loss, self.lr, self.val_loss, self.val_accuracy):
+                series.truncate(record.step)
+        else:
+            return
         self.version += 1
 
     def extend(self, records) -> None:

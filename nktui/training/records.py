@@ -1,4 +1,4 @@
-"""Immutable records the trainer publishes: one per step, one per evaluation.
+"""Immutable records the trainer publishes: one per step, one per evaluation, one per rewind or watchpoint hit.
 
 Records hold plain Python numbers, never tensors, so any thread can read them at any time without touching the
 device. `LayerStats` are present only on *observed* steps (see `nktui.training.instruments`); the loss, accuracy and
@@ -106,6 +106,26 @@ class EvalResult:
     @property
     def size(self) -> int:
         return sum(map(sum, self.confusion))
+
+
+@dataclass(frozen=True, slots=True)
+class Rewound:
+    """Published after a rewind: everything recorded for steps after `step` no longer happened."""
+
+    step: int
+    from_step: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchHit:
+    """A watchpoint fired at `step` (the step whose numbers tripped it); see `nktui.training.watch`."""
+
+    watchpoint: str
+    step: int
+    layer: str | None
+    value: float
+    threshold: float
+    message: str
 
 
 def ratio(numerator: float, denominator: float) -> float:

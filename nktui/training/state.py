@@ -77,8 +77,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def capture_state(trainer) -> dict[str, Any]:
-    """Everything needed to continue this run bit for bit, as cloned tensors and plain values."""
-    trainer.flush()  # the pending steps' records belong to the state being captured
+    """Everything needed to continue this run bit for bit, as cloned tensors and plain values. (It does not
+    flush the trainer's pending records: the training loop calls it between steps.)"""
     return {
         "format": FORMAT,
         "version": VERSION,

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +30,12 @@ from .devices import resolve_device
 from .instruments import Instruments, Observation
 from .models import build_model
 from .optim import build_optimizer, get_lr, set_lr
-from .records import EvalResult, StepRecord, frozen_mapping
+from .records import EvalResult, Rewound, StepRecord, WatchHit, frozen_mapping
 from .sources import ImageSet
+from .rewind import RewindBuffer
+from .watch import Watcher, first_nonfinite_parameter
+from .trace import StepTrace, Tracer
+from .trajectory import Trajectory
 
 FLUSH_EVERY = 64  # most steps kept on the device before their records are made
 
@@ -91,6 +95,12 @@ class Trainer:
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(config, self.model)
         self.instruments = Instruments(self.model, activations=config.activations)  # histograms: on request
+        self.trajectory = Trajectory(self.model)  # weights at observed steps: the loss surface's descent path
+        self.trajectory.record(0)
+        self._named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.rewinds = RewindBuffer(depth=config.rewind_depth, interval=config.rewind_every)
+        self.watcher = Watcher(config)
+        self.watch_hit: WatchHit | None = None  # the newest watchpoint that fired and was not handled yet
         self.records: RecordBuffer[StepRecord | EvalResult] = RecordBuffer()
         self.step_count = 0  # updates made so far; the next step is number step_count + 1
         self.step_limit = config.step_limit(self.data.steps_per_epoch)
@@ -125,10 +135,43 @@ class Trainer:
     # -- one update ----------------------------------------------------------------------------------------------
     def step(self) -> StepRecord:
         """One forward / backward / update on the calling thread, fully observed; returns its record."""
+        self.rewinds.before_step(self, single=True)
         self._train_step(observe=True)
         return self.flush()[-1]
 
-    def _train_step(self, observe: bool) -> None:
+    def rewind(self, steps: int = 1) -> Rewound:
+        """Go back `steps` updates (see `nktui.training.rewind`); RewindError if that is further than kept."""
+        return self.rewind_to(self.step_count - steps)
+
+    def rewind_to(self, step: int) -> Rewound:
+        """Go back to the state after `step` updates, bit for bit; publishes a `Rewound` record."""
+        self.flush()
+        event = self.rewinds.rewind_to(self, step)
+        self._observed_step = -1  # the instruments' last update belongs to a step that no longer happened
+        self.watcher.reset()
+        self.watch_hit = None
+        self.records.publish(event)
+        return event
+
+    def discard_pending(self) -> None:
+        """Forget steps not yet published (replayed steps that were published the first time)."""
+        self._pending.clear()
+
+    def trace_step(self, sample_index: int = 0) -> StepTrace:
+        """One fully observed step, like `step()`, that also records its four phases (see `nktui.training.trace`)."""
+        tracer = Tracer(self.model, sample_index)
+        self.rewinds.before_step(self, single=True)
+        try:
+            self._train_step(observe=True, tracer=tracer)
+        finally:
+            tracer.detach()
+        record = self.flush()[-1]
+        return tracer.finish(
+            step=self.step_count, lr=record.lr, optimizer=self.optimizer, config=self.config,
+            classes=self.data.classes, record=record,
+        )
+
+    def _train_step(self, observe: bool, tracer: Tracer | None = None) -> None:
         if not self._pending:
             self._window_start = time.perf_counter()
         x, y = self.data.train_batch(self.step_count)  # a gather on the device, no host copy
@@ -136,6 +179,8 @@ class Trainer:
             self.model.train()
         if observe:
             self.instruments.attach_hooks()  # forward hooks only on observed steps: zero cost otherwise
+            if tracer is not None:
+                tracer.attach()
             try:
                 logits = self.model(x)
             finally:
@@ -146,13 +191,20 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # dL/dw for every weight
         lr = self.lr  # the rate this update uses
+        self.rewinds.note_lr(self.step_count + 1, lr)  # (a float comparison; logs only changes)
+        if tracer is not None:
+            tracer.after_backward(x, y, logits, loss)
+            tracer.before_update(self._named_params)
         if observe:
             self.instruments.before_update()  # weight norms and a copy, on the device
         self.optimizer.step()  # w <- w - lr * dL/dw (plain SGD; momentum and Adam transform dL/dw first)
         observation = self.instruments.after_update() if observe else None
+        if tracer is not None:
+            tracer.after_update(self._named_params, lr)
         self.step_count += 1
         if observe:
             self._observed_step = self.step_count
+            self.trajectory.record(self.step_count)
         self._pending.append(
             _PendingStep(self.step_count, self._epoch_of(self.step_count), lr, loss.detach(), logits.detach(), y, observation)
         )
@@ -193,14 +245,27 @@ class Trainer:
                 )
             )
         self.records.publish_many(records)
+        for record in records:
+            hit = self.watcher.check(record)
+            if hit is not None:
+                self._fire(hit)
+                break
         return records
+
+    def _fire(self, hit: WatchHit) -> None:
+        if hit.watchpoint == "nonfinite" and hit.layer is None:  # name the layer: the first non-finite weights
+            culprit = first_nonfinite_parameter(self.model)
+            if culprit is not None:
+                hit = replace(hit, layer=culprit, message=f"{hit.message}; the first non-finite weights: {culprit}")
+        self.watch_hit = hit
+        self.records.publish(hit)
 
     # -- evaluation ----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, split: str = "val") -> EvalResult:
+    def evaluate(self, split: str = "val", on_batch: Callable | None = None) -> EvalResult:
         """Loss, accuracy and confusion matrix on the validation split (or "train"), for the weights as they are
         now. Validation results are published into `records`; the model's RNG-free eval mode leaves training
-        bit-for-bit unaffected."""
+        bit-for-bit unaffected. `on_batch(x, y, logits)`, when given, sees every batch as it is evaluated."""
         if split not in ("val", "train"):
             raise ValueError(f"split must be 'val' or 'train', not {split!r}")
         self.flush()  # keep the records in order: steps before the evaluation of their weights
@@ -214,6 +279,8 @@ class Trainer:
                 logits = self.model(x)
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
                 confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
+                if on_batch is not None:  # e.g. nktui.training.evaluation collects the worst mistakes
+                    on_batch(x, y, logits)
         finally:
             self.model.train(was_training)
         n = self.data.split_size(split)
@@ -280,10 +347,13 @@ class Trainer:
                 if not cmd.take_step:
                     continue
                 observe = cmd.observe or self.step_count == 0 or (self.step_count + 1) % log_every == 0
+                self.rewinds.before_step(self, single=cmd.single_step)
                 self._train_step(observe)
                 evaluate = self._eval_due() or self.finished
                 if observe or evaluate or controller.pause_requested or len(self._pending) >= FLUSH_EVERY:
                     self.flush()
+                if self.watch_hit is not None and not controller.pause_requested:
+                    controller.pause()  # a watchpoint fired: stop at this boundary, the hit is in the records
                 if evaluate:
                     self.evaluate()
                 if self.finished:

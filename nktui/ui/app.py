@@ -14,7 +14,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from nktui.training import ConfigError, RunConfig, RunState
 from nktui.ui.format import lr_text, number
@@ -24,6 +24,7 @@ from nktui.ui.screens.lr_dialog import LrDialog
 from nktui.ui.session import Session
 from nktui.ui.widgets.config_pane import ConfigPane
 from nktui.ui.widgets.gradient_pane import GradientPane
+from nktui.ui.widgets.key_bar import KeyBar
 from nktui.ui.widgets.loss_plot import LossPlot
 from nktui.ui.widgets.status_bar import StatusBar
 
@@ -38,6 +39,9 @@ class NktuiApp(App[int]):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/Run", id="pause"),
         Binding("n", "step", "Step", id="step"),
+        Binding("t", "trace", "Trace", id="trace"),
+        Binding("b", "rewind", "Rewind", id="rewind"),
+        Binding("w", "whatif", "LR what-if", id="whatif"),
         Binding("l", "set_lr", "LR", id="lr"),
         Binding("right_square_bracket", "scale_lr(2.0)", "LR×2", id="lr-double", key_display="]"),
         Binding("left_square_bracket", "scale_lr(0.5)", "LR÷2", id="lr-halve", key_display="["),
@@ -73,7 +77,7 @@ class NktuiApp(App[int]):
                 yield self.gradient_pane
         yield self.error_line
         yield self.status_bar
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.start_session(self.config, paused=self.start_paused)
@@ -97,16 +101,39 @@ class NktuiApp(App[int]):
         changes = session.poll()
         if changes.state:
             self.on_state_changed()
-        if changes.observed and session.latest_observed is not None:
-            self.gradient_pane.show(session.latest_observed)
+        if changes.rewound is not None:
+            self.notify(f"rewound to step {changes.rewound.step}: the next step replays step {changes.rewound.step + 1}",
+                        title="Rewind", timeout=4)
+        if changes.watch is not None:
+            self.on_watchpoint(changes.watch)
+        if changes.observed and session.shown_record is not None and session.scrub_index is None:
+            self.gradient_pane.show(session.shown_record)
+            self.show_rewind_memory()
         if changes.steps:
             self.config_pane.show_lr(session.lr)
         plot = self.loss_plot
         now = time.monotonic()
         if session.history.version != plot.drawn_version and now - self._last_plot >= PLOT_SECONDS:
             self._last_plot = now
-            plot.draw(session.history)
+            self.draw_plot()
         self.show_status()
+
+    def draw_plot(self) -> None:
+        shown = self.session.shown_record if self.session.scrub_index is not None else None
+        self.loss_plot.draw(self.session.history, cursor_step=shown.step if shown else None)
+
+    def show_rewind_memory(self) -> None:
+        states, size = self.session.rewind_memory
+        self.gradient_pane.border_subtitle = f"←→ history · b rewind ({states} states, {size / 2**20:.1f} MB)"
+
+    def on_watchpoint(self, hit) -> None:
+        self.error_line.update(
+            f" Watchpoint {hit.watchpoint}: {hit.message}.\n"
+            f" Paused. b rewinds to step {hit.step - 1}, then t traces step {hit.step}; space goes on."
+        )
+        self.error_line.set_class(True, "watch")
+        self.error_line.display = True
+        self.notify(hit.message, title=f"Watchpoint {hit.watchpoint}", severity="warning", timeout=8)
 
     def show_status(self) -> None:
         self.status_bar.show(self.session)
@@ -132,6 +159,9 @@ class NktuiApp(App[int]):
         enabled = {
             "toggle_pause": session.can_pause or session.can_resume,
             "step": session.can_step,
+            "trace": session.can_step,
+            "rewind": session.can_step and session.rewind_target() is not None,
+            "whatif": session.can_step,
             "set_lr": session.can_steer,
             "scale_lr": session.can_steer,
             "evaluate": session.can_steer,
@@ -140,7 +170,47 @@ class NktuiApp(App[int]):
 
     def action_toggle_pause(self) -> None:
         self.session.toggle_pause()
+        if self.error_line.has_class("watch"):
+            self.error_line.display = False
+            self.error_line.set_class(False, "watch")
         self.refresh_bindings()
+
+    def action_trace(self) -> None:
+        from nktui.ui.screens.trace import TraceScreen
+
+        self.push_screen(TraceScreen(self.session))
+
+    def action_rewind(self) -> None:
+        target = self.session.rewind_target()
+        if target is None:
+            return
+        future = self.session.rewind_to(target)
+
+        def done(result) -> None:
+            if result.exception() is not None:  # (called on the training thread: only hand over a message)
+                self.call_from_thread(self.notify, str(result.exception()), title="Cannot rewind", severity="error")
+
+        future.add_done_callback(done)
+        self.set_timer(0.05, self.tick)
+
+    def action_whatif(self) -> None:
+        from nktui.ui.screens.whatif import WhatIfScreen
+
+        def apply(value: float | None) -> None:
+            if value is not None:
+                self.apply_lr(value)
+
+        self.push_screen(WhatIfScreen(self.session), apply)
+
+    def on_gradient_pane_scrubbed(self, message: GradientPane.Scrubbed) -> None:
+        session = self.session
+        if not session.can_scrub:
+            return
+        record = session.scrub(message.delta)
+        if record is not None:
+            self.gradient_pane.show(record, scrubbing=session.scrub_index is not None)
+            self.draw_plot()
+            self.refresh_bindings()
 
     def action_step(self) -> None:
         if self.session.step():
@@ -206,7 +276,8 @@ class NktuiApp(App[int]):
 
     def action_help(self) -> None:
         keys = [(b.key_display or b.key, b.description) for b in self.BINDINGS]
-        keys += [("enter", "open the selected layer's detail"), ("tab", "move between panes and fields"),
+        keys += [("enter", "open the selected layer's detail"), ("← →", "while paused: older / newer measured steps"),
+                 ("home end", "the oldest / newest measured step"), ("tab", "move between panes and fields"),
                  ("ctrl+p", "command palette: every action by name")]
         self.push_screen(HelpScreen(keys))
 
@@ -230,6 +301,10 @@ class NktuiApp(App[int]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Pause / resume", "Pause the training, or let it run", self.action_toggle_pause)
         yield SystemCommand("Step", "Take exactly one update while paused", self.action_step)
+        yield SystemCommand("Trace a step", "Walk one step phase by phase: forward, loss, backward, update",
+                            self.action_trace)
+        yield SystemCommand("Rewind", "Go back one step (or to just before the step shown)", self.action_rewind)
+        yield SystemCommand("LR what-if", "The next step's loss at a dozen learning rates", self.action_whatif)
         yield SystemCommand("Set learning rate", "Type a new LR for the next steps", self.action_set_lr)
         yield SystemCommand("Double LR", "Multiply the LR by 2", lambda: self.action_scale_lr(2.0))
         yield SystemCommand("Halve LR", "Divide the LR by 2", lambda: self.action_scale_lr(0.5))

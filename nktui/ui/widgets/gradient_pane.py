@@ -7,6 +7,7 @@ sparkline of the gradient's histogram. Enter on a row opens that layer's detail.
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
@@ -26,6 +27,20 @@ COLUMNS = (
 
 
 class GradientPane(DataTable):
+    BINDINGS = [
+        Binding("left", "scrub(-1)", "Older", show=False),
+        Binding("right", "scrub(1)", "Newer", show=False),
+        Binding("home", "scrub(-1000000)", "Oldest", show=False),
+        Binding("end", "scrub(1000000)", "Newest", show=False),
+    ]
+
+    class Scrubbed(Message):
+        """The user asked to move `delta` observed steps back (-) or forward (+)."""
+
+        def __init__(self, delta: int) -> None:
+            super().__init__()
+            self.delta = delta
+
     class LayerChosen(Message):
         def __init__(self, name: str) -> None:
             super().__init__()
@@ -40,10 +55,13 @@ class GradientPane(DataTable):
         for label, key, width in COLUMNS:
             self.add_column(label, key=key, width=width)
 
-    def show(self, record: StepRecord) -> None:
+    def action_scrub(self, delta: int) -> None:
+        self.post_message(self.Scrubbed(delta))
+
+    def show(self, record: StepRecord, *, scrubbing: bool = False) -> None:
         """Fill the rows from one observed step (rows are created on the first call, then updated in place)."""
         self.shown_step = record.step
-        self.border_title = f"Gradients · step {record.step}"
+        self.border_title = f"Gradients · step {record.step}" + (" [b reverse] history [/]" if scrubbing else "")
         for name, layer in record.layers.items():
             cells = {
                 "layer": name,

@@ -47,7 +47,7 @@ def parts(session) -> list[tuple[str, str, int]]:
     step = session.latest_step
     if step is not None:
         out.append((f"epoch {step.epoch}", "", 4))
-    out.append((f"lr {lr_text(session.lr)}", "bold", 9))
+    out.append((f"lr {lr_text(session.lr)}", "cyan", 9))
     if step is not None:
         out.append((f"loss {number(step.loss, 4)}", "", 8))
         out.append((f"acc {number(step.accuracy, 3)}", "", 5))

@@ -1,0 +1,184 @@
+"""TraceScreen: walk one real step phase by phase (forward, softmax and loss, backward, update).
+
+`t` (while paused) takes one step with the tracer attached (`Trainer.trace_step`, on the training thread) and
+shows its first phase; each further `t` or Enter shows the next one; after the last phase `t` traces the next
+step. The numbers are those of the step that was committed, not a re-computation.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from nktui.training.trace import StepTrace
+from nktui.ui.format import number, ratio_text, shape_text
+from nktui.ui.heatmap import grayscale, render, tile
+
+PHASES = ("1 forward", "2 softmax and loss", "3 backward", "4 update")
+
+
+class TraceScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("t,enter", "next", "Next phase", id="next"),
+        Binding("escape,q", "close", "Close", id="close"),
+    ]
+
+    def __init__(self, session) -> None:
+        super().__init__()
+        self.session = session
+        self.trace: StepTrace | None = None
+        self.phase = 0
+        self._pending: Future | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="trace"):
+            yield Static("[dim]taking one step with the tracer attached…[/dim]", id="trace-body")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.start()
+        self.set_interval(0.1, self.check)
+
+    def start(self) -> None:
+        self.trace, self.phase = None, 0
+        self._pending = self.session.trace_step()
+
+    def check(self) -> None:
+        future = self._pending
+        if future is None or not future.done():
+            return
+        self._pending = None
+        if future.exception() is not None:
+            self.query_one("#trace-body", Static).update(f"[red]cannot trace: {future.exception()}[/red]")
+            return
+        self.trace = future.result()
+        self.show()
+
+    def action_next(self) -> None:
+        if self.trace is None:
+            return
+        if self.phase < len(PHASES) - 1:
+            self.phase += 1
+            self.show()
+        else:
+            self.start()
+            self.query_one("#trace-body", Static).update("[dim]tracing the next step…[/dim]")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def show(self) -> None:
+        trace = self.trace
+        container = self.query_one("#trace", VerticalScroll)
+        container.border_title = f"Trace of step {trace.step} · {PHASES[self.phase]}"
+        container.border_subtitle = "  ".join(
+            f"[b]{p}[/b]" if i == self.phase else f"[dim]{p}[/dim]" for i, p in enumerate(PHASES)
+        )
+        body = (forward_view, loss_view, backward_view, update_view)[self.phase](trace, self.size.width - 6)
+        hint = Text("t / Enter: next phase" if self.phase < 3 else "t: trace the next step", style="dim")
+        self.query_one("#trace-body", Static).update(Group(body, Text(""), hint))
+        container.scroll_home(animate=False)
+
+
+def forward_view(trace: StepTrace, width: int) -> Group:
+    channels = trace.sample_image
+    low = min(min(min(row) for row in ch) for ch in channels)
+    high = max(max(max(row) for row in ch) for ch in channels)
+    picture = render(_mean_channels(channels), grayscale(low, high))
+    label = trace.classes[trace.label] if trace.label < len(trace.classes) else str(trace.label)
+    table = Table(box=None, padding=(0, 2), header_style="bold")
+    for column in ("layer", "kind", "output", "mean", "std", "dead"):
+        table.add_column(column)
+    for layer in trace.forward:
+        dead = "" if layer.dead_fraction is None else f"{layer.dead_fraction:.0%}"
+        table.add_row(layer.name, layer.kind, shape_text(layer.shape), number(layer.mean), number(layer.std), dead)
+    return Group(
+        Text(f"The batch: {trace.batch_size} images, in one forward pass through every layer.", style="bold"),
+        Text(f"Sample {trace.sample_index} of the batch (label {label}), as the model sees it:"),
+        tile([picture], [label], width),
+        Text("Each layer's output over the batch, in forward order:", style="bold"),
+        table,
+    )
+
+
+def loss_view(trace: StepTrace, width: int) -> Group:
+    table = Table(box=None, padding=(0, 2), header_style="bold")
+    for column in ("class", "logit", "softmax p", "", "one-hot"):
+        table.add_column(column)
+    for i, (logit, p) in enumerate(zip(trace.logits, trace.probabilities)):
+        name = trace.classes[i] if i < len(trace.classes) else str(i)
+        bar = Text("█" * round(p * 30), style="green" if i == trace.label else "cyan")
+        table.add_row(name, number(logit), f"{p:.3f}", bar, "1" if i == trace.label else "0")
+    predicted = trace.classes[trace.predicted] if trace.predicted < len(trace.classes) else str(trace.predicted)
+    return Group(
+        Text("Logits (the last layer's linear sums) → softmax probabilities, against the one-hot label", style="bold"),
+        table,
+        Text(f"predicted {predicted} with p = {trace.probabilities[trace.predicted]:.3f}"),
+        Text(f"cross-entropy of this sample = -log p[label] = -log {trace.probabilities[trace.label]:.4f} "
+             f"= {trace.sample_loss:.4f}"),
+        Text(f"batch loss = the mean over the {trace.batch_size} samples = {trace.batch_loss:.4f}   "
+             f"(batch accuracy {trace.batch_accuracy:.3f})", style="bold"),
+    )
+
+
+def backward_view(trace: StepTrace, width: int) -> Group:
+    flow = Table(box=None, padding=(0, 2), header_style="bold")
+    for column in ("layer", "kind", "‖dL/d output‖", ""):
+        flow.add_column(column)
+    top = max((b.grad_norm for b in trace.backward), default=0) or 1
+    for layer in trace.backward:
+        flow.add_row(layer.name, layer.kind, number(layer.grad_norm), Text("█" * max(1, round(layer.grad_norm / top * 30)), style="magenta"))
+    params = Table(box=None, padding=(0, 2), header_style="bold")
+    for column in ("parameter", "shape", "‖dL/dW‖"):
+        params.add_column(column)
+    for u in trace.updates:
+        params.add_row(u.name, shape_text(u.shape), number(u.grad_norm))
+    return Group(
+        Text("Backprop: the gradient arriving at each layer's output, output layer first", style="bold"),
+        Text("(bars shrinking towards the input mean vanishing gradients; growing, exploding ones)", style="dim"),
+        flow,
+        Text(""),
+        Text("…and the gradient of the loss with respect to each parameter:", style="bold"),
+        params,
+    )
+
+
+def update_view(trace: StepTrace, width: int) -> Group:
+    table = Table(box=None, padding=(0, 2), header_style="bold")
+    for column in ("parameter", "‖update‖", "‖lr·grad‖", "‖W‖ before → after", "update/‖W‖"):
+        table.add_column(column)
+    for u in trace.updates:
+        table.add_row(u.name, number(u.update_norm), number(u.lr_grad_norm),
+                      f"{number(u.weight_norm_before, 4)} → {number(u.weight_norm_after, 4)}", ratio_text(u.update_ratio))
+    examples = Table(box=None, padding=(0, 2), header_style="bold")
+    for column in ("weight", "before", "grad", f"-lr·grad (lr {number(trace.lr)})", "after"):
+        examples.add_column(column)
+    for u in trace.updates[:2]:
+        for index, before, after, grad in u.examples:
+            examples.add_row(f"{u.name}[{index}]", number(before, 5), number(grad, 4), number(-trace.lr * grad, 4),
+                             number(after, 5))
+    return Group(
+        Text(f"The update: w ← w - lr·dL/dw with lr = {number(trace.lr)} ({trace.optimizer})", style="bold"),
+        table,
+        Text(trace.update_rule),
+        Text(""),
+        Text("The weights with the largest gradients, one by one:", style="bold"),
+        examples,
+    )
+
+
+def _mean_channels(channels):
+    if len(channels) == 1:
+        return channels[0]
+    return tuple(
+        tuple(sum(ch[r][c] for ch in channels) / len(channels) for c in range(len(channels[0][0])))
+        for r in range(len(channels[0]))
+    )

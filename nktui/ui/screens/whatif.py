@@ -1,0 +1,92 @@
+"""WhatIfScreen: the loss the next step would give at a dozen learning rates; pick one to apply.
+
+Computed on the training thread by `nktui.training.whatif.lr_whatif` (a few forward passes along the real update
+direction; the run does not move). The curve is drawn against a log LR axis with the current LR marked, and the
+table below lists the points: Enter applies the selected LR from the next step on.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Future
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Static
+from textual_plotext import PlotextPlot
+
+from nktui.training.whatif import WhatIf
+from nktui.ui.format import lr_text, number
+
+
+class WhatIfScreen(ModalScreen[float | None]):
+    """Dismisses with the chosen LR (Enter) or None (Esc)."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close", id="close")]
+
+    def __init__(self, session) -> None:
+        super().__init__()
+        self.session = session
+        self.result: WhatIf | None = None
+        self._pending: Future | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="whatif"):
+            yield Static("[dim]trying the next step at 13 learning rates…[/dim]", id="whatif-title")
+            yield PlotextPlot(id="whatif-plot")
+            yield DataTable(cursor_type="row", id="whatif-table")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#whatif").border_title = "LR what-if: loss on the next batch after the next step"
+        self._pending = self.session.lr_whatif()
+        self.set_interval(0.1, self.check)
+
+    def check(self) -> None:
+        future = self._pending
+        if future is None or not future.done():
+            return
+        self._pending = None
+        if future.exception() is not None:
+            self.query_one("#whatif-title", Static).update(f"[red]cannot compute: {future.exception()}[/red]")
+            return
+        self.result = future.result()
+        self.show()
+
+    def show(self) -> None:
+        w = self.result
+        self.query_one("#whatif-title", Static).update(
+            f"step {w.step}: loss now {number(w.loss_now, 4)} · current lr {lr_text(w.current_lr)} (yellow) · "
+            f"lowest at lr {w.best_lr:.3g} · Enter applies the selected LR"
+        )
+        plot = self.query_one("#whatif-plot", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        xs = [math.log10(lr) for lr in w.lrs]
+        finite = [(x, y) for x, y in zip(xs, w.losses) if math.isfinite(y)]
+        if finite:
+            plt.plot([x for x, _ in finite], [y for _, y in finite], marker="braille", color="cyan")
+            plt.scatter([x for x, _ in finite], [y for _, y in finite], marker="dot", color="cyan")
+        plt.vline(math.log10(w.current_lr), color="yellow")
+        plt.hline(w.loss_now, color="gray")
+        plt.xlabel("log10 lr")
+        plot.refresh()
+        table = self.query_one("#whatif-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("lr", "loss after the step", "change")
+        for i, (lr, loss) in enumerate(zip(w.lrs, w.losses)):
+            mark = " ◀ now" if lr == w.current_lr else (" ◀ lowest" if lr == w.best_lr else "")
+            change = loss - w.loss_now if math.isfinite(loss) else math.nan
+            table.add_row(f"{lr:.3g}{mark}", number(loss, 4), f"{change:+.4f}", key=str(i))
+        table.move_cursor(row=w.lrs.index(w.current_lr))
+        table.focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if self.result is not None:
+            self.dismiss(self.result.lrs[int(event.row_key.value)])
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,68 @@
+"""KeyBar: every key of the current screen, like Textual's Footer, but wrapping onto a second line when narrow.
+
+At 80 columns the app has more keys than one line holds; the Footer would cut the last ones off. The KeyBar
+shows them all: `key Description` pairs, keys that do nothing in the current state greyed out (their action's
+`check_action` returned None), one line when they fit and two when they do not.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class KeyBar(Static):
+    COMPONENT_CLASSES = {"keybar--key", "keybar--disabled"}
+    DEFAULT_CSS = """
+    KeyBar {
+        height: auto;
+        max-height: 2;
+        background: $footer-background;
+        color: $footer-foreground;
+    }
+    KeyBar > .keybar--key {
+        color: $footer-key-foreground;
+        text-style: bold;
+    }
+    KeyBar > .keybar--disabled {
+        color: $text-disabled;
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, lambda _screen: self.refresh_keys())
+        self.call_after_refresh(self.refresh_keys)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def on_resize(self) -> None:
+        self.refresh_keys()
+
+    def refresh_keys(self) -> None:
+        seen: set[str] = set()
+        text = Text(no_wrap=False, overflow="fold")
+        width = self.size.width or 80
+        key_style = self.get_component_rich_style("keybar--key", partial=True)
+        disabled_style = self.get_component_rich_style("keybar--disabled", partial=True)
+        line = 0
+        for _node, binding, enabled, _tooltip in self.screen.active_bindings.values():
+            if not binding.show or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            key = binding.key_display or self.app.get_key_display(binding)
+            item = Text()
+            if enabled:
+                item.append(key, style=key_style)
+                item.append(f" {binding.description}")
+            else:
+                item.append(f"{key} {binding.description}", style=disabled_style)
+            if line and line + 1 + len(item) > width:
+                text.append("\n")
+                line = 0
+            elif line:
+                text.append(" ")
+                line += 1
+            text.append_text(item)
+            line += len(item)
+        self.update(text)

@@ -1,0 +1,211 @@
+"""The command line: `nktui` opens the app, `nktui train` trains without it. Both take the same config flags.
+
+This module owns argument parsing and turning arguments into a validated `RunConfig`: a `--config FILE.toml`
+is the base, and only the flags given on the command line override it (every flag defaults to None, so "not
+given" and "given the default value" differ). It also owns the one-line error contract: bad input prints
+`nktui: error: <what is wrong and how to fix it>` on stderr and exits with code 2, without a traceback. Any other
+exception is a bug and keeps its traceback.
+
+Importing this module imports neither torch nor textual, so `nktui --help` is instant; the engine is imported
+once the arguments are parsed, the app only on the app path. The headless run itself is `nktui.headless`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+
+# Help for each RunConfig field's flag: (metavar, text). A field missing here still gets its flag (the flags are
+# made from RunConfig's fields), with a plain help text; the defaults shown are RunConfig's own.
+FLAG_HELP: dict[str, tuple[str, str]] = {
+    "dataset": ("NAME", "digits (bundled, offline), mnist, fashion-mnist, cifar10 or imagefolder:PATH"),
+    "data_dir": ("DIR", "where torchvision data sets are read from and downloaded to"),
+    "image_size": ("N", "imagefolder images are resized to N x N"),
+    "val_fraction": ("F", "fraction of the samples held out for validation, in (0, 1)"),
+    "model": ("NAME", "linear, mlp, cnn, or your own as package.module:factory or path/to/file.py:factory"),
+    "hidden": ("SIZES", "mlp hidden layer sizes, comma-separated"),
+    "activation": ("NAME", "mlp and cnn activation: relu, sigmoid or tanh"),
+    "optimizer": ("NAME", "sgd, adam or adamw"),
+    "lr": ("LR", "learning rate, a positive number such as 0.1 or 1e-3"),
+    "momentum": ("M", "SGD momentum in [0, 1)"),
+    "nesterov": ("", "Nesterov momentum (needs --optimizer sgd and --momentum above 0)"),
+    "weight_decay": ("WD", "L2 weight decay (decoupled for adamw)"),
+    "batch_size": ("N", "samples per step"),
+    "steps": ("N", "the global step to stop at (default: {steps} unless --epochs is given)"),
+    "epochs": ("N", "train for N epochs instead of --steps"),
+    "eval_every": ("N", "validate every N steps; 0: only at the end (default: once per epoch)"),
+    "seed": ("N", "seed of the split, the batch order and the initial weights"),
+    "device": ("DEV", "auto, cpu, cuda, cuda:N or mps"),
+    "run_dir": ("DIR", "where config.toml, metrics.jsonl and last.pt go (default: runs/<date-time>/)"),
+    "log_every": ("N", "measure every layer and log a metrics row every N steps"),
+    "download": ("", "download a missing torchvision data set into --data-dir"),
+    "activations": ("", "also measure each layer's activations: mean, std, dead ReLUs"),
+    "rewind_depth": ("N", "how many earlier training states are kept to rewind to; 0: none"),
+    "rewind_every": ("N", "keep a state to rewind to every N steps; 0: only before single steps"),
+    "watch": ("", "watchpoints: pause the app (or end nktui train with exit code 3) when one fires"),
+    "watch_grad_jump": ("X", "watchpoint: a layer's gradient norm above X times its recent median; 0: off"),
+    "watch_ratio_low": ("R", "watchpoint: update:weight ratio below R on --watch-ratio-steps measured steps; 0: off"),
+    "watch_ratio_high": ("R", "watchpoint: update:weight ratio above R on --watch-ratio-steps measured steps; 0: off"),
+    "watch_ratio_steps": ("K", "measured steps in a row the ratio must stay outside the band"),
+    "watch_dead_relu": ("F", "watchpoint: a ReLU layer with more than this fraction of dead units (needs --activations)"),
+    "watch_vanishing": ("X", "watchpoint: the first layer's gradient norm below X times the last layer's; 0: off"),
+}
+
+COMMANDS = ("train",)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but its errors are one line in nktui's format (and still exit with code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        text = " ".join(message.split())
+        if text.startswith("unrecognized arguments") and any(c in text.split() for c in COMMANDS):
+            text += " (a command goes first: nktui train [flags])"
+        self.exit(2, f"nktui: error: {text} (see {self.prog} --help)\n")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line asks for besides the RunConfig."""
+
+    command: str = "app"  # "app" or "train"
+    paused: bool = False  # the app opens paused before step 1
+
+
+def config_fields() -> tuple[tuple[Any, ...], Any, int]:
+    """(RunConfig's dataclass fields, a default RunConfig, DEFAULT_STEPS); nktui.training.config imports no torch."""
+    import dataclasses
+
+    from .training.config import DEFAULT_STEPS, RunConfig
+
+    return tuple(dataclasses.fields(RunConfig)), RunConfig(), DEFAULT_STEPS
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """`--config`, then one flag per RunConfig field: `--name-with-dashes`; booleans as `--x/--no-x`. Every flag
+    defaults to None, which means "not given": only given flags override the config file."""
+    group = parser.add_argument_group("run configuration (flags override --config)")
+    group.add_argument(
+        "--config", metavar="FILE.toml", default=None, help="start from this RunConfig TOML (a run's config.toml)"
+    )
+    fields, defaults, default_steps = config_fields()
+    for field in fields:
+        flag = "--" + field.name.replace("_", "-")
+        metavar, text = FLAG_HELP.get(field.name, ("", f"RunConfig.{field.name}"))
+        text = text.format(steps=default_steps)
+        default = getattr(defaults, field.name)
+        kind = str(field.type).replace(" ", "")
+        if default is not None and "(default:" not in text:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            if kind == "bool":
+                shown = "on" if default else "off"
+            text = f"{text} (default: {shown})"
+        text = text.replace("%", "%%")
+        if kind == "bool":
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            continue
+        convert = {"int": int, "int|None": int, "float": float, "float|None": float}.get(kind, str)
+        if field.name == "lr":
+            convert = str  # parse_lr says what is wrong with `abc`, `0` or `nan`
+        metavar = metavar or ("N" if convert is int else "X")
+        group.add_argument(flag, dest=field.name, type=convert, metavar=metavar, default=None, help=text)
+
+
+def make_parsers() -> tuple[ArgumentParser, ArgumentParser]:
+    """(the app's parser `nktui`, the headless one `nktui train`)."""
+    app = ArgumentParser(
+        prog="nktui",
+        description="A terminal debugger for gradient descent: train a PyTorch classifier and watch, pause, "
+        "single-step and steer it.",
+        epilog="commands:\n  nktui train [flags]   train without the app: progress, metrics.jsonl, last.pt "
+        "(nktui train --help)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    app.add_argument("--version", action="version", version=f"nktui {__version__}")
+    app.add_argument("--paused", action="store_true", help="open the app paused before step 1")
+    _add_config_flags(app)
+    train = ArgumentParser(
+        prog="nktui train",
+        description="Train without the app. Writes config.toml, metrics.jsonl and last.pt into the run directory "
+        "and prints progress (a bar on a terminal, plain lines otherwise) and a closing summary.",
+    )
+    _add_config_flags(train)
+    return app, train
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Options]:
+    """Parse the command line; argparse exits with code 2 (one line) on a malformed one, 0 after --help."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    app, train = make_parsers()
+    if args_list and args_list[0] == "train":
+        return train.parse_args(args_list[1:]), Options(command="train")
+    args = app.parse_args(args_list)
+    return args, Options(command="app", paused=bool(args.paused))
+
+
+def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
+    """(validated RunConfig, Options) from a command line; runs nothing. Raises ConfigError for bad values."""
+    args, options = parse_args(argv)
+    from .training.config import RunConfig, parse_lr  # the engine, once parsing is done: --help stays instant
+
+    base = RunConfig.load(args.config) if args.config else RunConfig()
+    values = base.to_dict()
+    fields, _, _ = config_fields()
+    given = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not None}
+    if "lr" in given:
+        given["lr"] = parse_lr(given["lr"])
+    # --steps and --epochs are two ways to say how long: the one on the command line replaces the file's.
+    if "steps" in given and "epochs" not in given:
+        values.pop("epochs", None)
+    if "epochs" in given and "steps" not in given:
+        values.pop("steps", None)
+    values.update(given)
+    return RunConfig.from_dict(values, source="command line").validate(), options
+
+
+def one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def print_error(message: object, file: Any = None) -> None:
+    """The one line bad input gets: `nktui: error: <message on one line>` (on stderr unless told otherwise)."""
+    print(f"nktui: error: {one_line(message)}", file=sys.stderr if file is None else file, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`nktui` and `python -m nktui`: returns the exit code."""
+    try:
+        config, options = build_config(argv)
+    except SystemExit as exc:  # argparse: --help, --version, or a malformed command line
+        return exc.code if isinstance(exc.code, int) else 2
+    except Exception as exc:
+        from .training.errors import NktuiError
+
+        if isinstance(exc, NktuiError):
+            print_error(exc)
+            return 2
+        raise
+    if options.command == "train":
+        from .headless import run_headless
+
+        return run_headless(config)
+    return run_app_command(config, options)
+
+
+def run_app_command(config: Any, options: Options) -> int:
+    try:
+        from .ui.app import run_app
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == "nktui.ui" or exc.name.startswith("nktui.ui.")):
+            print_error(f"the app ({exc.name}) is missing from this installation; `nktui train` trains without it")
+            return 1
+        raise
+    return run_app(config, paused=options.paused)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""The run directory: where a run's files go, `metrics.jsonl` rows made from records, and `last.pt` checkpoints.
+
+    runs/20250101-120000/
+        config.toml     RunConfig.save() at the start: `nktui --config runs/.../config.toml` repeats the run
+        metrics.jsonl   one JSON object per line, written by the reader of `trainer.records` (never the trainer)
+        last.pt         the newest checkpoint, written atomically on the training thread
+        nktui.log       the traceback, when the training thread failed
+
+metrics.jsonl rows:
+
+    {"type": "step", "step": 50, "epoch": 3, "loss": 0.41, "lr": 0.1, "accuracy": 0.91, "samples_per_sec": 3021.0,
+     "layers": {"fc.weight": {"grad_norm": 0.52, "update_ratio": 0.0031}, ...}}
+    {"type": "eval", "step": 66, "epoch": 3, "loss": 0.38, "accuracy": 0.92}
+
+A step row is written for every step whose number is a multiple of `log_every` (those steps are observed, so
+they carry per-layer statistics; layer names are `model.named_parameters()` names). An eval row is written for
+every validation evaluation. JSON has no NaN or infinity: a non-finite number (a diverged loss, an update ratio
+over a zero weight) is written as `null`, so every line stays valid JSON for `json.loads`, jq or pandas.
+
+Checkpoints hold plain values only (CPU tensors, dicts, lists, numbers, strings), so they load with
+`torch.load(path, weights_only=True)`: {"format", "version", "model", "optimizer", "config", "step", "epoch"}.
+Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from .config import RunConfig
+from .errors import CheckpointError, ConfigError
+from .records import EvalResult, Rewound, StepRecord, WatchHit
+
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "last.pt"
+LOG_FILE = "nktui.log"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE)
+CHECKPOINT_FORMAT = "nktui-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# -- where the run goes -----------------------------------------------------------------------------------------
+def default_run_dir(base: str | Path = "runs", now: float | None = None) -> Path:
+    """`runs/<YYYYmmdd-HHMMSS>` under the current folder; `-2`, `-3` ... appended when that name is taken."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    path = Path(base) / stamp
+    n = 2
+    while path.exists():
+        path = Path(base) / f"{stamp}-{n}"
+        n += 1
+    return path
+
+
+def choose_run_dir(config: RunConfig) -> Path:
+    """The folder this run will write to; nothing is created yet.
+
+    `config.run_dir` is used as given, but not when it already holds a run's files (those are never overwritten:
+    ConfigError names the fix); no `run_dir` means a fresh `runs/<date-time>/`.
+    """
+    if config.run_dir is None:
+        return default_run_dir()
+    path = Path(config.run_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--run-dir {path} is a file, not a folder: give a new folder for the run's files")
+    taken = [name for name in RUN_FILES if (path / name).exists()]
+    if taken:
+        raise ConfigError(
+            f"--run-dir {path} already holds a run ({', '.join(taken)}): give a new folder, "
+            "or leave --run-dir out to get a fresh runs/<date-time>/"
+        )
+    return path
+
+
+def create_run_dir(path: Path, config: RunConfig) -> Path:
+    """Make the folder and write `config.toml` into it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        config.save(path / CONFIG_FILE)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
+    return path
+
+
+# -- metrics.jsonl ------------------------------------------------------------------------------------------------
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: those become None (`null`)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def step_row(record: StepRecord) -> dict[str, Any]:
+    return {
+        "type": "step",
+        "step": record.step,
+        "epoch": record.epoch,
+        "loss": finite_or_none(record.loss),
+        "lr": finite_or_none(record.lr),
+        "accuracy": finite_or_none(record.accuracy),
+        "samples_per_sec": finite_or_none(record.samples_per_sec),
+        "layers": {
+            name: {"grad_norm": finite_or_none(s.grad_norm), "update_ratio": finite_or_none(s.update_ratio)}
+            for name, s in record.layers.items()
+        },
+    }
+
+
+def eval_row(result: EvalResult) -> dict[str, Any]:
+    return {
+        "type": "eval",
+        "step": result.step,
+        "epoch": result.epoch,
+        "loss": finite_or_none(result.loss),
+        "accuracy": finite_or_none(result.accuracy),
+    }
+
+
+class MetricsWriter:
+    """Appends rows for records to `metrics.jsonl`. Call `write()` from the thread that reads the records."""
+
+    def __init__(self, path: str | Path, log_every: int) -> None:
+        self.path = Path(path)
+        self.log_every = log_every
+        self.rows = 0
+        self._file: IO[str] = open(self.path, "a", encoding="utf-8")
+
+    def row_for(self, record) -> dict[str, Any] | None:
+        """The row a record gets, or None for a step that is not logged."""
+        if isinstance(record, EvalResult):
+            return eval_row(record) if record.split == "val" else None
+        if isinstance(record, WatchHit):
+            return {"type": "watch", "step": record.step, "watchpoint": record.watchpoint, "layer": record.layer,
+                    "value": finite_or_none(record.value), "message": record.message}
+        if isinstance(record, Rewound):
+            return {"type": "rewind", "step": record.step, "from_step": record.from_step}
+        if isinstance(record, StepRecord) and record.step % self.log_every == 0:
+            return step_row(record)
+        return None
+
+    def write(self, records: Iterable[StepRecord | EvalResult]) -> int:
+        """Write the rows of these records and flush; returns how many rows were written."""
+        written = 0
+        for record in records:
+            row = self.row_for(record)
+            if row is not None:
+                self._file.write(json.dumps(row, allow_nan=False, separators=(",", ":")) + "\n")
+                written += 1
+        if written:
+            self._file.flush()
+        self.rows += written
+        return written
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All rows of a metrics.jsonl file."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+def _to_cpu(value: Any) -> Any:
+    """A copy of a state_dict-like structure with every tensor on the CPU (loadable without the GPU)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_cpu(v) for v in value)
+    return value
+
+
+def checkpoint_state(trainer: Any) -> dict[str, Any]:
+    """What `last.pt` holds, as plain values. Run it on the training thread (it reads the model's tensors)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": _to_cpu(trainer.model.state_dict()),
+        "optimizer": _to_cpu(trainer.optimizer.state_dict()),
+        "config": trainer.config.to_dict(),
+        "step": int(trainer.step_count),
+        "epoch": int(trainer.epoch),
+    }
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save into a temporary file in the same folder, flush, fsync, then rename over `path`: a crash
+    mid-write leaves the previous file intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not every platform can open a folder
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+def save_checkpoint(trainer: Any, path: str | Path) -> Path:
+    """Write `trainer`'s checkpoint to `path` atomically. On the training thread: `controller.call(lambda t:
+    save_checkpoint(t, path))`."""
+    return atomic_save(checkpoint_state(trainer), path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint (tensors on the CPU) with `weights_only=True`; CheckpointError says what is wrong."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist: give the last.pt of a run directory")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {p} (truncated, corrupt or not an nktui checkpoint): {type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p} is not an nktui checkpoint (no format {CHECKPOINT_FORMAT!r} in it)")
+    missing = [k for k in ("model", "optimizer", "config", "step", "epoch") if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {p} lacks {', '.join(missing)}: it is incomplete")
+    return state
+
+
+def write_log(run_dir: str | Path, text: str) -> Path:
+    """Append text (a traceback) to the run's nktui.log."""
+    path = Path(run_dir) / LOG_FILE
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+    return path

@@ -153,6 +153,19 @@ class Trainer:
         self.records.publish(event)
         return event
 
+    LIVE_SETTINGS = frozenset(
+        {"watch", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
+         "watch_vanishing", "log_every"}
+    )
+
+    def update_live(self, **changes) -> None:
+        """Change settings that take effect between steps without rebuilding anything (the watchpoints)."""
+        unknown = set(changes) - self.LIVE_SETTINGS
+        if unknown:
+            raise ValueError(f"{', '.join(sorted(unknown))} cannot change while training: restart with the new value")
+        self.config = self.config.replace(**changes)
+        self.watcher.config = self.config
+
     def discard_pending(self) -> None:
         """Forget steps not yet published (replayed steps that were published the first time)."""
         self._pending.clear()

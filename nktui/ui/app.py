@@ -22,7 +22,7 @@ from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.screens.help import HelpScreen
 from nktui.ui.screens.lr_dialog import LrDialog
 from nktui.ui.session import Session
-from nktui.ui.widgets.config_pane import ConfigPane
+from nktui.ui.widgets.config_pane import ConfigPane, parse_field
 from nktui.ui.widgets.gradient_pane import GradientPane
 from nktui.ui.widgets.key_bar import KeyBar
 from nktui.ui.widgets.loss_plot import LossPlot
@@ -46,6 +46,7 @@ class NktuiApp(App[int]):
         Binding("right_square_bracket", "scale_lr(2.0)", "LR×2", id="lr-double", key_display="]"),
         Binding("left_square_bracket", "scale_lr(0.5)", "LR÷2", id="lr-halve", key_display="["),
         Binding("e", "evaluate", "Eval", id="evaluate"),
+        Binding("v", "surface", "Surface", id="surface"),
         Binding("y", "toggle_log_scale", "Log", id="log-scale"),
         Binding("r", "restart", "Restart", id="restart"),
         Binding("c", "focus_config", "Config", id="config", show=False),
@@ -165,6 +166,7 @@ class NktuiApp(App[int]):
             "set_lr": session.can_steer,
             "scale_lr": session.can_steer,
             "evaluate": session.can_steer,
+            "surface": session.can_steer,
         }.get(action, True)
         return True if enabled else None  # None: shown greyed out in the footer
 
@@ -237,8 +239,18 @@ class NktuiApp(App[int]):
         self.notify(f"lr {lr_text(lr)} from the next step", timeout=2)
 
     def action_evaluate(self) -> None:
-        self.session.evaluate()  # the result arrives through the records at the next tick
-        self.notify("evaluating the validation set…", timeout=2)
+        from nktui.ui.screens.evaluation import EvaluationScreen
+
+        self.push_screen(EvaluationScreen(self.session))  # it evaluates on the training thread and shows the result
+
+    def action_surface(self) -> None:
+        """The loss surface over the two largest-|gradient| weights of the gradient pane's selected layer."""
+        from nktui.ui.screens.landscape import LandscapeScreen
+
+        pane = self.gradient_pane
+        rows = list(pane.rows)
+        layer = str(rows[pane.cursor_row].value) if rows and 0 <= pane.cursor_row < len(rows) else None
+        self.push_screen(LandscapeScreen(self.session, layer))
 
     def action_toggle_log_scale(self) -> None:
         plot = self.loss_plot
@@ -287,9 +299,20 @@ class NktuiApp(App[int]):
         self.exit(0)
 
     # -- routing messages from the panes -----------------------------------------------------------------------
-    def on_config_pane_lr_submitted(self, message: ConfigPane.LrSubmitted) -> None:
-        self.apply_lr(message.text)
-        self.gradient_pane.focus()
+    def on_config_pane_live_submitted(self, message: ConfigPane.LiveSubmitted) -> None:
+        if message.name == "lr":
+            self.apply_lr(message.text)
+            self.gradient_pane.focus()
+            return
+        try:
+            value = parse_field(message.name, message.text)
+            self.session.update_live(**{message.name: value})
+        except ConfigError as exc:
+            self.notify(str(exc), title="Not applied", severity="error")
+            return
+        self.config_pane.config = self.session.config
+        self.config_pane.refresh_marks()
+        self.notify(f"{message.name} = {message.text} from the next step", timeout=2)
 
     def on_gradient_pane_layer_chosen(self, message: GradientPane.LayerChosen) -> None:
         from nktui.ui.screens.layer_detail import LayerDetailScreen
@@ -308,7 +331,10 @@ class NktuiApp(App[int]):
         yield SystemCommand("Set learning rate", "Type a new LR for the next steps", self.action_set_lr)
         yield SystemCommand("Double LR", "Multiply the LR by 2", lambda: self.action_scale_lr(2.0))
         yield SystemCommand("Halve LR", "Divide the LR by 2", lambda: self.action_scale_lr(0.5))
-        yield SystemCommand("Evaluate", "Validation loss, accuracy and confusion now", self.action_evaluate)
+        yield SystemCommand("Evaluate", "Validation loss, accuracy, confusion matrix, per-class metrics, worst mistakes",
+                            self.action_evaluate)
+        yield SystemCommand("Loss surface", "The loss around the weights now, with the descent path on it",
+                            self.action_surface)
         yield SystemCommand("Log scale", "Toggle a log scale on the loss plot", self.action_toggle_log_scale)
         yield SystemCommand("Restart", "Restart the run with the config pane's settings", self.action_restart)
         yield SystemCommand("Help", "Every key and what it does", self.action_help)

@@ -180,6 +180,12 @@ class Session:
         self.lr = lr
         return lr
 
+    def update_live(self, **changes) -> None:
+        """Change settings that apply to the running trainer (the watchpoints): validated here (ConfigError), then
+        handed to the trainer at its next step boundary. A restart keeps them."""
+        self.config = self.config.replace(**changes)
+        self.controller.call(lambda trainer: trainer.update_live(**changes))
+
     def evaluate(self):
         return self.controller.call(lambda trainer: trainer.evaluate())
 

@@ -1,7 +1,8 @@
 """ConfigPane: the run's settings as a compact form, keyboard first.
 
-The learning rate applies live (Enter in its field). Every other field changes the model or its data, so edits
-are collected and applied by restarting the run (`r`, after a confirmation); changed fields are marked until then.
+The learning rate and the watchpoint thresholds apply live (Enter in their field). Every other field changes the
+model or its data, so edits are collected and applied by restarting the run (`r`, after a confirmation); changed
+fields are marked until then.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Field:
     kind: str  # "text", "int", "float", "choice", "hidden", "optional-int"
     choices: tuple[str, ...] = ()
     tooltip: str = ""
+    live: bool = False  # applies to the running trainer on Enter, no restart
 
 
 FIELDS = (
@@ -33,18 +35,29 @@ FIELDS = (
     Field("hidden", "hidden", "hidden", tooltip="MLP hidden sizes, comma-separated: 128,64"),
     Field("activation", "activ.", "choice", ACTIVATIONS),
     Field("optimizer", "optim", "choice", OPTIMIZERS),
-    Field("lr", "lr", "float", tooltip="learning rate: Enter applies it now, no restart"),
+    Field("lr", "lr", "float", tooltip="learning rate: Enter applies it now, no restart", live=True),
     Field("momentum", "moment.", "float", tooltip="SGD momentum, 0 for plain SGD"),
     Field("weight_decay", "w.decay", "float"),
     Field("batch_size", "batch", "int"),
     Field("steps", "steps", "optional-int", tooltip="the step to stop at (empty: --epochs or the default)"),
     Field("seed", "seed", "int"),
     Field("device", "device", "text", tooltip="auto, cpu, cuda, cuda:N or mps"),
+    # Watchpoints (pause the run when one fires; 0 switches one off). Enter applies them now, no restart.
+    Field("watch", "watch", "choice", ("on", "off"), tooltip="all watchpoints on or off", live=True),
+    Field("watch_grad_jump", "g.jump×", "float", tooltip="a layer's grad norm above X × its recent median", live=True),
+    Field("watch_ratio_high", "ratio>", "float", tooltip="update:weight ratio above this on K measured steps", live=True),
+    Field("watch_ratio_low", "ratio<", "float", tooltip="update:weight ratio below this on K measured steps", live=True),
+    Field("watch_ratio_steps", "K steps", "int", tooltip="measured steps in a row outside the ratio band", live=True),
+    Field("watch_vanishing", "vanish<", "float", tooltip="first layer's grad norm below X × the last layer's", live=True),
+    Field("watch_dead_relu", "dead>", "float", tooltip="dead ReLU fraction above this (needs --activations)", live=True),
 )
+LIVE_FIELDS = tuple(f.name for f in FIELDS if f.live)
 
 
 def field_text(config: RunConfig, field: Field) -> str:
     value = getattr(config, field.name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if field.kind == "hidden":
         return ",".join(map(str, value))
     if field.name == "lr":
@@ -55,11 +68,14 @@ def field_text(config: RunConfig, field: Field) -> str:
 
 
 class ConfigPane(VerticalScroll, can_focus=False):
-    """The config form. Posts `LrSubmitted` when Enter is pressed in the LR field."""
+    """The config form. Posts `LiveSubmitted` on Enter in a live field (the LR, the watchpoints)."""
 
-    class LrSubmitted(Message):
-        def __init__(self, text: str) -> None:
+    class LiveSubmitted(Message):
+        """Enter in a field that applies without a restart (the LR, the watchpoints)."""
+
+        def __init__(self, name: str, text: str) -> None:
             super().__init__()
+            self.name = name
             self.text = text
 
     def __init__(self, config: RunConfig, **kwargs) -> None:
@@ -106,7 +122,7 @@ class ConfigPane(VerticalScroll, can_focus=False):
         """Fields whose text differs from the running config (the LR applies live, so it never counts)."""
         return [
             f.name for f in FIELDS
-            if f.name != "lr" and self.raw_values()[f.name].strip() != field_text(current, f)
+            if not f.live and self.raw_values()[f.name].strip() != field_text(current, f)
         ]
 
     # -- keeping it in step with the run -----------------------------------------------------------------------
@@ -133,15 +149,34 @@ class ConfigPane(VerticalScroll, can_focus=False):
         self.refresh_marks()
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        name = (event.select.id or "").removeprefix("f-")
+        if name in LIVE_FIELDS and str(event.value) != field_text(self.config, _field(name)):
+            self.post_message(self.LiveSubmitted(name, str(event.value)))
         self.refresh_marks()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "f-lr":
+        name = (event.input.id or "").removeprefix("f-")
+        if name in LIVE_FIELDS:
             event.stop()
-            self.post_message(self.LrSubmitted(event.value))
+            self.post_message(self.LiveSubmitted(name, event.value))
+
+
+def _field(name: str) -> Field:
+    return next(f for f in FIELDS if f.name == name)
+
+
+def parse_field(name: str, text: str):
+    """The value typed into field `name`, as RunConfig wants it; ValueError with what was expected."""
+    field = _field(name)
+    try:
+        return _parse(field, text.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be {_expected(field)}, not {text.strip()!r}") from None
 
 
 def _parse(field: Field, text: str):
+    if field.kind == "choice" and field.choices == ("on", "off"):
+        return text == "on"
     if field.kind == "int":
         return int(text)
     if field.kind == "optional-int":

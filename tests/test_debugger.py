@@ -261,3 +261,25 @@ def test_watchpoints_can_be_switched_off():
     for _ in range(5):
         trainer.step()
     assert not [r for r in trainer.records.since(0)[1] if isinstance(r, WatchHit)]
+
+
+def test_replay_through_lr_changes_uses_each_steps_own_lr():
+    """Regression: replayed steps used to log their LR again and scramble the log they were reading."""
+    config = CONFIGS["sgd"].replace(rewind_every=0)
+    trainer = Trainer(config)
+    trainer.step()
+    trainer.rewind_to(0)  # the first state is kept before step 1
+    trainer.set_lr(0.02)
+    trainer.step()
+    trainer.set_lr(0.7)
+    for _ in range(3):
+        trainer._train_step(observe=False)
+    trainer.rewind_to(3)  # restore step 0, replay 1 (lr 0.02), 2 and 3 (lr 0.7)
+    reference = Trainer(config)
+    reference.set_lr(0.02)
+    reference._train_step(observe=False)
+    reference.set_lr(0.7)
+    reference._train_step(observe=False)
+    reference._train_step(observe=False)
+    assert same(weights(trainer), weights(reference))
+    assert trainer.lr == 0.7  # step 4 used 0.7 the first time

@@ -29,8 +29,9 @@ class RewindBuffer:
         self.depth = depth
         self.interval = interval
         self._states: deque[tuple[int, dict[str, Any]]] = deque(maxlen=max(depth, 1))
-        self._lr_log: list[tuple[int, float]] = []  # (first step that used it, lr)
+        self._lr_log: list[tuple[int, float]] = []  # (first step that used it, lr), in step order
         self._bytes_each = 0
+        self._replaying = False  # replayed steps read the LR log; they must not write to it
 
     # -- keeping states ----------------------------------------------------------------------------------------
     def before_step(self, trainer, *, single: bool) -> None:
@@ -48,7 +49,11 @@ class RewindBuffer:
             self._bytes_each = state_bytes(state)
 
     def note_lr(self, step: int, lr: float) -> None:
-        """The update numbered `step` used `lr` (called for every step whose LR differs from the last one)."""
+        """The update numbered `step` used `lr` (called for every step; only changes are logged)."""
+        if self._replaying:
+            return
+        while self._lr_log and self._lr_log[-1][0] > step:  # entries of steps a rewind undid
+            self._lr_log.pop()
         if not self._lr_log or self._lr_log[-1][1] != lr:
             self._lr_log.append((step, lr))
 
@@ -89,12 +94,16 @@ class RewindBuffer:
         start, state = candidates[-1]
         trainer.flush()
         restore_state(trainer, state)
-        while trainer.step_count < step:
-            lr = self.lr_for(trainer.step_count + 1)
-            if lr is not None:
-                trainer.set_lr(lr)
-            trainer._train_step(observe=False)
-        trainer.discard_pending()  # these steps were published the first time
+        self._replaying = True
+        try:
+            while trainer.step_count < step:
+                lr = self.lr_for(trainer.step_count + 1)
+                if lr is not None:
+                    trainer.set_lr(lr)
+                trainer._train_step(observe=False)
+        finally:
+            self._replaying = False
+            trainer.discard_pending()  # these steps were published the first time
         next_lr = self.lr_for(step + 1)
         if next_lr is not None:  # "replay with the same LR": the next step uses what it used before
             trainer.set_lr(next_lr)

@@ -23,6 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from nktui.training.records import LayerStats
+from nktui.ui.calls import when_done
 from nktui.ui.format import number, ratio_text, shape_text
 from nktui.ui.heatmap import abs_max, diverging, render, render_text, scale_legend, tile
 
@@ -59,16 +60,19 @@ class LayerDetailScreen(ModalScreen[None]):
         name = self.layer_name
         width = max(self.size.width - 6, 20)
         self._pending = self.session.controller.call(lambda trainer: layer_snapshot(trainer, name, 32, width))
+        when_done(self, self._pending, self.snapshot_taken, self.snapshot_failed)
+
+    def snapshot_taken(self, snapshot) -> None:
+        self._pending = None
+        self._snapshot = snapshot
+        self.show_maps()
+
+    def snapshot_failed(self, error: BaseException) -> None:
+        self._pending = None
+        self.query_one("#detail-maps", Static).update(f"[red]no snapshot: {error}[/red]")
 
     def check(self) -> None:
-        future = self._pending
-        if future is not None and future.done():
-            self._pending = None
-            if future.exception() is not None:
-                self.query_one("#detail-maps", Static).update(f"[red]no snapshot: {future.exception()}[/red]")
-            else:
-                self._snapshot = future.result()
-                self.show_maps()
+        """Follow single steps (a new snapshot when the step count moved while not running); refresh the stats."""
         trainer = self.session.trainer
         snapshot = self._snapshot
         if self._pending is None and snapshot is not None and trainer is not None and trainer.step_count != snapshot.step:

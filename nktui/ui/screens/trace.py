@@ -7,8 +7,6 @@ step. The numbers are those of the step that was committed, not a re-computation
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from nktui.training.trace import StepTrace
+from nktui.ui.calls import when_done
 from nktui.ui.format import number, ratio_text, shape_text
 from nktui.ui.heatmap import grayscale, render, tile
 
@@ -36,7 +35,6 @@ class TraceScreen(ModalScreen[None]):
         self.session = session
         self.trace: StepTrace | None = None
         self.phase = 0
-        self._pending: Future | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="trace"):
@@ -45,22 +43,17 @@ class TraceScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.start()
-        self.set_interval(0.1, self.check)
 
     def start(self) -> None:
         self.trace, self.phase = None, 0
-        self._pending = self.session.trace_step()
+        when_done(self, self.session.trace_step(), self.traced, self.failed)
 
-    def check(self) -> None:
-        future = self._pending
-        if future is None or not future.done():
-            return
-        self._pending = None
-        if future.exception() is not None:
-            self.query_one("#trace-body", Static).update(f"[red]cannot trace: {future.exception()}[/red]")
-            return
-        self.trace = future.result()
+    def traced(self, trace: StepTrace) -> None:
+        self.trace = trace
         self.show()
+
+    def failed(self, error: BaseException) -> None:
+        self.query_one("#trace-body", Static).update(f"[red]cannot trace: {error}[/red]")
 
     def action_next(self) -> None:
         if self.trace is None:

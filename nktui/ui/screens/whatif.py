@@ -8,7 +8,6 @@ table below lists the points: Enter applies the selected LR from the next step o
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from nktui.training.whatif import WhatIf
+from nktui.ui.calls import when_done
 from nktui.ui.format import lr_text, number
 
 
@@ -30,7 +30,6 @@ class WhatIfScreen(ModalScreen[float | None]):
         super().__init__()
         self.session = session
         self.result: WhatIf | None = None
-        self._pending: Future | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="whatif"):
@@ -41,22 +40,13 @@ class WhatIfScreen(ModalScreen[float | None]):
 
     def on_mount(self) -> None:
         self.query_one("#whatif").border_title = "LR what-if: loss on the next batch after the next step"
-        self._pending = self.session.lr_whatif()
-        self.set_interval(0.1, self.check)
+        when_done(self, self.session.lr_whatif(), self.show, self.failed)
 
-    def check(self) -> None:
-        future = self._pending
-        if future is None or not future.done():
-            return
-        self._pending = None
-        if future.exception() is not None:
-            self.query_one("#whatif-title", Static).update(f"[red]cannot compute: {future.exception()}[/red]")
-            return
-        self.result = future.result()
-        self.show()
+    def failed(self, error: BaseException) -> None:
+        self.query_one("#whatif-title", Static).update(f"[red]cannot compute: {error}[/red]")
 
-    def show(self) -> None:
-        w = self.result
+    def show(self, result: WhatIf) -> None:
+        self.result = w = result
         self.query_one("#whatif-title", Static).update(
             f"step {w.step}: loss now {number(w.loss_now, 4)} · current lr {lr_text(w.current_lr)} (yellow) · "
             f"lowest at lr {w.best_lr:.3g} · Enter applies the selected LR"

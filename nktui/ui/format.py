@@ -27,7 +27,8 @@ def number(value: float | None, digits: int = 3) -> str:
         return "0"
     magnitude = abs(value)
     if 1e-3 <= magnitude < 1e4:
-        return f"{value:.{digits}g}" if magnitude >= 1 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        # significant digits, below 1 too: 0.0024 with 2 digits is "0.0024", not "0" (a healthy upd/w ratio)
+        return f"{value:.{digits}g}"
     return f"{value:.{max(digits - 1, 0)}e}"
 
 

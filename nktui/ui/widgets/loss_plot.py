@@ -63,7 +63,7 @@ def step_ticks(first: float, last: float, count: int = 5) -> list[int]:
 
 
 # The colour key lives in the border title: plotext's own legend does not render braille markers well.
-LEGEND = "Loss [grey50]▪raw[/] [cyan]▪smooth[/] [red]●val loss[/] [green]●val acc→[/]"
+LEGEND = "Loss [gray]▪raw[/] [cyan]▪smooth[/] [red]●val loss[/] [green]●val acc→[/]"
 
 
 class LossPlot(PlotextPlot):

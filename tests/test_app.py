@@ -1,0 +1,496 @@
+"""The app driven through Textual's Pilot: every key, against the real trainer thread and the real widgets.
+
+Each test starts an `NktuiApp` on the bundled digits set on the CPU (the linear model unless said otherwise) and
+asserts on real state: the trainer's step count, the records it published, the session the app holds, the screen
+on top. The trainer runs on its own thread, so tests wait for what they expect with deadlines (`until`) rather
+than fixed sleeps; the app pulls the engine's news every TICK_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import pytest
+import textual.app
+import textual.pilot
+from rich.console import Console
+from textual._wait import SLEEP_GRANULARITY, SLEEP_IDLE
+from textual.widgets import Input, Label, Static
+
+from nktui.training import EvalResult, RunConfig, RunState, StepRecord
+from nktui.ui.app import NktuiApp
+from nktui.ui.screens.confirm import ConfirmDialog
+from nktui.ui.screens.help import HelpScreen
+from nktui.ui.screens.layer_detail import LayerDetailScreen
+from nktui.ui.screens.lr_dialog import LrDialog
+
+LONG = 10**6  # a step limit no test reaches
+SIZE = (100, 30)
+DEADLINE = 15.0  # seconds; generous for a loaded 2-core machine, only a failing test ever waits this long
+START_DEADLINE = 60.0  # the first app of a test run also imports torch and builds the first trainer
+
+
+def config(**overrides) -> RunConfig:
+    values = dict(seed=0, device="cpu", steps=LONG)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+async def _ui_thread_idle(min_sleep: float = SLEEP_GRANULARITY, max_sleep: float = 1.0) -> None:
+    """Textual's `wait_for_idle`, measuring the UI thread's CPU time instead of the whole process's.
+
+    Pilot waits after each key until the process looks idle (CPU time not advancing), for up to a second. The
+    training thread (and torch's worker threads) keep the process busy while a run trains, so every key press
+    would wait the full second; what the tests need is the UI thread to have handled the key.
+    """
+    start = time.monotonic()
+    while True:
+        cpu = time.thread_time()
+        await asyncio.sleep(SLEEP_GRANULARITY)
+        elapsed = time.monotonic() - start
+        if elapsed >= max_sleep or (elapsed > min_sleep and time.thread_time() - cpu < SLEEP_IDLE):
+            return
+
+
+@pytest.fixture(autouse=True)
+def ui_thread_idle(monkeypatch):
+    monkeypatch.setattr(textual.app, "wait_for_idle", _ui_thread_idle)
+    monkeypatch.setattr(textual.pilot, "wait_for_idle", _ui_thread_idle)
+
+
+@pytest.fixture
+def make_app():
+    """make_app(paused=True, **config overrides) -> an NktuiApp; every session it ends up with is stopped at the end
+    (a failing test must not leave a training thread running into the next one)."""
+    apps: list[NktuiApp] = []
+
+    def make(paused: bool = True, **overrides) -> NktuiApp:
+        app = NktuiApp(config(**overrides), paused=paused)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        if app.session is not None:
+            app.session.stop(5.0)
+
+
+async def until(pilot, predicate, what: str, timeout: float = DEADLINE) -> None:
+    """Let the app run until predicate() holds; fail naming `what` after the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def started(pilot, state: RunState = RunState.PAUSED) -> None:
+    """Wait for the trainer to reach `state`, then tick once so the app has seen the trainer (and configured it)."""
+    app = pilot.app
+    await until(pilot, lambda: app.session.state is state, f"state {state.value}", START_DEADLINE)
+    app.tick()
+
+
+def steps(app: NktuiApp) -> list[StepRecord]:
+    return [r for r in app.session.trainer.records.since(0)[1] if isinstance(r, StepRecord)]
+
+
+def plain(widget: Static) -> str:
+    """The text a Static shows, without styles (it may hold markup, a Content or any Rich renderable)."""
+    content = widget.content
+    if isinstance(content, str):
+        return widget.visual.plain if hasattr(widget.visual, "plain") else content
+    if hasattr(content, "plain"):
+        return content.plain
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    with console.capture() as capture:
+        console.print(content)
+    return capture.get()
+
+
+def record_notifications(app: NktuiApp) -> list[tuple[str, str]]:
+    """Every (message, severity) the app notifies from now on."""
+    seen: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message, *, title="", severity="information", **kwargs):
+        seen.append((str(message), severity))
+        return notify(message, title=title, severity=severity, **kwargs)
+
+    app.notify = recording
+    return seen
+
+
+async def single_step(pilot) -> StepRecord:
+    """Press n while paused; wait until the app shows the new step; return its record."""
+    app = pilot.app
+    target = app.session.trainer.step_count + 1
+    await pilot.press("n")
+    await until(pilot, lambda: app.gradient_pane.shown_step == target, f"the gradient pane to show step {target}")
+    return steps(app)[-1]
+
+
+# -- space: pause and resume; n does nothing while running --------------------------------------------------------------
+async def test_space_pauses_and_resumes_and_n_only_steps_while_paused(make_app):
+    app = make_app(paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, RunState.RUNNING)
+        trainer = app.session.trainer
+        await until(pilot, lambda: trainer.step_count > 0, "the first steps")
+
+        assert app.check_action("step", ()) is None  # n is greyed out in the footer while running...
+        calls = []
+        session_step = app.session.step
+        app.session.step = lambda: calls.append(1) or session_step()
+        await pilot.press("n")
+        assert calls == [], "n reached the session while running"  # ...and does nothing
+
+        await pilot.press("space")
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
+        assert app.check_action("step", ()) is True
+        before = trainer.step_count
+        await pilot.pause(0.5)
+        assert trainer.step_count == before, "the step count moved while paused"
+        await until(pilot, lambda: "paused" in app.status_bar.text, "the status bar to say paused")
+
+        await pilot.press("space")
+        await until(pilot, lambda: app.session.state is RunState.RUNNING, "the resume")
+        resumed = trainer.step_count
+        await pilot.pause(0.5)
+        assert trainer.step_count > resumed, "the step count did not grow after resuming"
+        await until(pilot, lambda: "running" in app.status_bar.text, "the status bar to say running")
+        assert calls == []
+
+
+# -- n: exactly one step while paused -----------------------------------------------------------------------------------
+async def test_n_takes_exactly_one_step_while_paused(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        trainer = app.session.trainer
+        assert trainer.step_count == 0
+        assert app.check_action("step", ()) is True
+
+        record = await single_step(pilot)
+        assert record.step == 1 and record.observed
+        assert app.session.latest_observed.step == 1
+        assert app.gradient_pane.shown_step == 1
+        assert "fc.weight" in app.gradient_pane.rows
+        await pilot.pause(0.4)
+        assert trainer.step_count == 1, "n took more than one step"
+        assert [r.step for r in steps(app)] == [1]
+        assert app.session.state is RunState.PAUSED
+        await until(pilot, lambda: "step 1/" in app.status_bar.text, "the status bar to show step 1")
+
+        record = await single_step(pilot)
+        assert record.step == 2 and app.session.latest_observed.step == 2
+        assert trainer.step_count == 2
+
+
+# -- l: the LR dialog --------------------------------------------------------------------------------------------------
+async def type_in(pilot, selector: str, text: str) -> None:
+    """Clear an input on the top screen and type into it key by key."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.value = ""
+    if text:
+        await pilot.press(*text)
+
+
+async def test_lr_dialog_applies_valid_input(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        for text, value in (("0.01", 0.01), ("1e-3", 1e-3)):
+            await pilot.press("l")
+            await until(pilot, lambda: isinstance(app.screen, LrDialog), "the LR dialog")
+            await type_in(pilot, "#lr-input", text)
+            assert app.screen.query_one("#lr-input", Input).value == text
+            await pilot.press("enter")
+            await until(pilot, lambda: not isinstance(app.screen, LrDialog), "the dialog to close")
+            assert app.session.lr == value
+            record = await single_step(pilot)
+            assert record.lr == value, f"the step after typing {text} used lr {record.lr}"
+            assert app.session.trainer.optimizer.param_groups[0]["lr"] == value
+            await until(pilot, lambda: f"lr {value:g}" in app.status_bar.text, "the status bar's lr")
+
+
+INVALID_LRS = [("", "empty"), ("abc", "must be a number"), ("0", "greater than 0"), ("-1", "greater than 0"),
+               ("nan", "finite"), ("inf", "finite")]
+
+
+async def test_lr_dialog_explains_invalid_input_and_escape_cancels(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LrDialog), "the LR dialog")
+        dialog = app.screen
+        error = dialog.query_one("#lr-error", Label)
+        field = dialog.query_one("#lr-input", Input)
+        for text, message in INVALID_LRS:
+            error.update("")
+            field.value = text  # (typing is covered by the valid inputs; this is about the check)
+            await pilot.press("enter")
+            await until(pilot, lambda: message in plain(error), f"the dialog to say {message!r} for {text!r}")
+            assert "stays 0.1" in plain(error), text
+            assert app.screen is dialog, f"the dialog closed on {text!r}"
+            assert app.session.lr == 0.1, text
+
+        await type_in(pilot, "#lr-input", "0.5")
+        await pilot.press("escape")  # Esc cancels: nothing is sent, even a valid value typed before it
+        await until(pilot, lambda: app.screen is not dialog, "the dialog to close")
+        assert app.session.lr == 0.1
+        record = await single_step(pilot)
+        assert record.lr == 0.1
+        assert app.session.trainer.optimizer.param_groups[0]["lr"] == 0.1
+
+
+# -- ] and [: double and halve -----------------------------------------------------------------------------------------
+async def test_brackets_double_and_halve_the_lr(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("right_square_bracket")
+        assert app.session.lr == pytest.approx(0.2)
+        record = await single_step(pilot)
+        assert record.lr == pytest.approx(0.2)
+
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert app.session.lr == pytest.approx(0.05)
+        record = await single_step(pilot)
+        assert record.lr == pytest.approx(0.05)
+        assert app.query_one("#f-lr", Input).value == "0.05"
+
+
+# -- e: evaluate -------------------------------------------------------------------------------------------------------
+async def test_e_evaluates_now(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await single_step(pilot)
+        await single_step(pilot)
+        assert app.session.latest_eval is None
+        await pilot.press("e")
+        await until(pilot, lambda: app.session.latest_eval is not None, "an evaluation")
+        result = app.session.latest_eval
+        assert isinstance(result, EvalResult)
+        assert result.step == app.session.trainer.step_count == 2
+        assert result.split == "val" and 0.0 <= result.accuracy <= 1.0
+        await until(pilot, lambda: " val " in app.status_bar.text, "the status bar to show the validation accuracy")
+        while len(app.screen_stack) > 1:  # whatever e opened to show the result, Esc closes it
+            await pilot.press("escape")
+        assert app.session.trainer.step_count == 2  # evaluating took no step
+
+
+# -- y: the plot's log scale -------------------------------------------------------------------------------------------
+async def test_y_toggles_the_log_scale(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await single_step(pilot)
+        plot = app.loss_plot
+        assert plot.log_scale is False
+        await pilot.press("y")
+        assert plot.log_scale is True
+        assert plot.border_subtitle == "log y"
+        await pilot.press("y")
+        assert plot.log_scale is False
+        assert plot.border_subtitle == ""
+
+
+# -- r: restart ----------------------------------------------------------------------------------------------------------
+async def confirm_restart(pilot, answer: str = "y") -> None:
+    app = pilot.app
+    await pilot.press("r")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirmation")
+    await pilot.press(answer)
+    await until(pilot, lambda: not isinstance(app.screen, ConfirmDialog), "the confirmation to close")
+
+
+async def test_r_restarts_after_confirmation(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await single_step(pilot)
+        await single_step(pilot)
+        old = app.session
+        old_trainer = old.trainer
+
+        await confirm_restart(pilot, "n")  # no: the run goes on
+        assert app.session is old
+        assert old.trainer.step_count == 2
+
+        await confirm_restart(pilot, "y")
+        assert app.session is not old
+        assert not old.controller.thread.is_alive()
+        await started(pilot)
+        assert app.session.trainer is not old_trainer
+        assert app.session.trainer.step_count == 0
+        assert app.gradient_pane.shown_step is None
+        await until(pilot, lambda: "step 0/" in app.status_bar.text, "the status bar to show step 0")
+        record = await single_step(pilot)
+        assert record.step == 1
+
+
+async def test_r_restarts_with_the_changed_config(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        assert app.session.config.batch_size == 64
+        app.query_one("#f-batch_size", Input).value = "32"
+        app.query_one("#f-model", Input).value = "mlp"
+        await pilot.pause()
+        assert app.query_one("#row-batch_size").has_class("changed")
+        assert app.config_pane.changed_fields(app.session.config) == ["model", "batch_size"]
+        old = app.session
+
+        await confirm_restart(pilot, "y")
+        assert app.session is not old
+        assert app.session.config.batch_size == 32
+        assert app.session.config.model == "mlp"
+        await started(pilot)
+        record = await single_step(pilot)
+        assert {"fc1.weight", "out.weight"} <= set(record.layers)
+        batch = app.session.controller.call(lambda trainer: len(trainer.data.train_batch(0)[1]))
+        assert await asyncio.to_thread(batch.result, DEADLINE) == 32
+        assert not app.query_one("#row-batch_size").has_class("changed")
+
+
+async def test_r_with_an_invalid_field_says_why_and_keeps_the_run(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        seen = record_notifications(app)
+        old = app.session
+        app.query_one("#f-batch_size", Input).value = "x"
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert app.session is old
+        assert any("batch_size" in message and severity == "error" for message, severity in seen), seen
+        assert old.state is RunState.PAUSED
+
+
+# -- ?: help ---------------------------------------------------------------------------------------------------------------
+async def test_question_mark_opens_the_help(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        text = "\n".join(plain(s) for s in app.screen.query(Static))
+        for binding in NktuiApp.BINDINGS:
+            key = binding.key_display or binding.key
+            assert f"{key:>8}  {binding.description}" in text, f"the help does not list {key}"
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "the help to close")
+
+
+# -- enter: the layer detail -------------------------------------------------------------------------------------------
+async def test_enter_opens_the_layer_detail(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await single_step(pilot)
+        assert app.focused is app.gradient_pane
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, LayerDetailScreen), "the layer detail")
+        screen = app.screen
+        assert screen.layer_name == "fc.weight"
+        maps = screen.query_one("#detail-maps", Static)
+        await until(pilot, lambda: "snapshot after step 1" in plain(maps), "the snapshot")
+        text = plain(maps)
+        assert "before the last step" in text and "after the last step" in text
+        await until(pilot, lambda: "‖grad‖" in plain(screen.query_one("#detail-stats", Static)), "the statistics")
+
+        await pilot.press("n")  # n steps from the detail too, and the snapshot follows
+        await until(pilot, lambda: "snapshot after step 2" in plain(maps), "the snapshot of step 2")
+        assert app.session.trainer.step_count == 2
+
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, LayerDetailScreen), "the detail to close")
+
+
+# -- q: quit ---------------------------------------------------------------------------------------------------------------
+async def test_q_quits_and_stops_the_trainer(make_app):
+    app = make_app(paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, RunState.RUNNING)
+        thread = app.session.controller.thread
+        assert thread.is_alive()
+        start = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - start < 2.0
+    assert app.return_code == 0 and app.return_value == 0
+    assert not thread.is_alive()
+    assert app.session.state is RunState.STOPPED
+
+
+# -- the config pane's lr field ---------------------------------------------------------------------------------------------
+async def test_lr_field_applies_live_without_restart(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        session = app.session
+        field = app.query_one("#f-lr", Input)
+        field.focus()
+        await pilot.pause()
+        field.value = ""
+        await pilot.press(*"0.05", "enter")
+        assert session.lr == 0.05
+        assert app.session is session, "the lr field restarted the run"
+        assert app.focused is app.gradient_pane
+        record = await single_step(pilot)
+        assert record.lr == 0.05
+        assert app.session.trainer.step_count == 1
+
+        seen = record_notifications(app)
+        field.focus()
+        await pilot.pause()
+        field.value = "-2"
+        await pilot.press("enter")
+        assert session.lr == 0.05
+        assert any("greater than 0" in m and s == "error" for m, s in seen), seen
+
+
+# -- an engine failure -------------------------------------------------------------------------------------------------------
+async def test_a_failing_model_shows_the_error_and_a_restart_recovers(make_app, tmp_path):
+    factory = tmp_path / "broken_model.py"
+    factory.write_text("def build(input_shape, num_classes):\n    raise RuntimeError('boom')\n")
+    app = make_app(paused=False, model=f"{factory}:build")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session.state is RunState.FAILED, "the failure")
+        await until(pilot, lambda: app.error_line.display, "the error line")
+        assert "boom" in plain(app.error_line)
+        assert "failed" in app.status_bar.text
+        assert app.is_running
+        assert app.check_action("step", ()) is None and app.check_action("set_lr", ()) is None
+
+        app.query_one("#f-model", Input).value = "linear"
+        await confirm_restart(pilot, "y")
+        await started(pilot, RunState.RUNNING)
+        assert app.session.config.model == "linear"
+        assert not app.error_line.display
+        await until(pilot, lambda: app.session.trainer.step_count > 0, "the fixed run to train")
+
+
+# -- resizing ---------------------------------------------------------------------------------------------------------------
+async def test_resizing_keeps_a_sane_layout(make_app):
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await single_step(pilot)
+        for width, height in ((80, 24), (200, 60), (60, 20)):
+            await pilot.resize_terminal(width, height)
+            await pilot.pause(0.1)
+            app.tick()
+            await pilot.pause()
+            assert app.size == (width, height)
+            for widget in (app.gradient_pane, app.loss_plot, app.config_pane, app.status_bar):
+                assert widget.display and widget.size.width > 0 and widget.size.height > 0, (widget, width, height)
+                assert widget.region.right <= width and widget.region.bottom <= height
+            assert app.gradient_pane.size.height >= 2
+            assert "step 1/" in app.status_bar.text and "lr 0.1" in app.status_bar.text
+            assert len(app.status_bar.text) <= width

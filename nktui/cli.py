@@ -13,6 +13,7 @@ once the arguments are parsed, the app only on the app path. The headless run it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -42,10 +43,16 @@ FLAG_HELP: dict[str, tuple[str, str]] = {
     "device": ("DEV", "auto, cpu, cuda, cuda:N or mps"),
     "run_dir": ("DIR", "where config.toml, metrics.jsonl and last.pt go (default: runs/<date-time>/)"),
     "log_every": ("N", "measure every layer and log a metrics row every N steps"),
+    "checkpoint_every": ("N", "also write last.pt every N steps; 0: every 10 minutes of training (always: at the end, "
+                         "on s in the app, on every exit)"),
+    "csv": ("", "also write metrics.csv (the metrics.jsonl rows as a table) into the run directory"),
+    "tensorboard": ("", "also write TensorBoard event files into the run directory (pip install 'nktui[tensorboard]')"),
     "download": ("", "download a missing torchvision data set into --data-dir"),
     "activations": ("", "also measure each layer's activations: mean, std, dead ReLUs"),
     "rewind_depth": ("N", "how many earlier training states are kept to rewind to; 0: none"),
     "rewind_every": ("N", "keep a state to rewind to every N steps; 0: only before single steps"),
+    "threads": ("N", "CPU threads for tensor ops; 0: PyTorch's default for nktui train, one fewer than the cores "
+                "for the app (the UI needs a core: on a busy CPU, too many threads make small models crawl)"),
     "watch": ("", "watchpoints: pause the app (or end nktui train with exit code 3) when one fires"),
     "watch_grad_jump": ("X", "watchpoint: a layer's gradient norm above X times its recent median; 0: off"),
     "watch_ratio_low": ("R", "watchpoint: update:weight ratio below R on --watch-ratio-steps measured steps; 0: off"),
@@ -55,7 +62,7 @@ FLAG_HELP: dict[str, tuple[str, str]] = {
     "watch_vanishing": ("X", "watchpoint: the first layer's gradient norm below X times the last layer's; 0: off"),
 }
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "serve", "eval")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -74,6 +81,7 @@ class Options:
 
     command: str = "app"  # "app" or "train"
     paused: bool = False  # the app opens paused before step 1
+    resume: Any = None  # a nktui.resume.ResumePlan for --resume PATH
 
 
 def config_fields() -> tuple[tuple[Any, ...], Any, int]:
@@ -92,6 +100,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--config", metavar="FILE.toml", default=None, help="start from this RunConfig TOML (a run's config.toml)"
     )
+    group.add_argument(
+        "--resume", metavar="PATH", default=None,
+        help="continue from a checkpoint (a run's last.pt, or its folder) with its config; flags such as --steps "
+        "(the global step to stop at), --lr and --device override it",
+    )  # fmt: skip
     fields, defaults, default_steps = config_fields()
     for field in fields:
         flag = "--" + field.name.replace("_", "-")
@@ -122,7 +135,8 @@ def make_parsers() -> tuple[ArgumentParser, ArgumentParser]:
         description="A terminal debugger for gradient descent: train a PyTorch classifier and watch, pause, "
         "single-step and steer it.",
         epilog="commands:\n  nktui train [flags]   train without the app: progress, metrics.jsonl, last.pt "
-        "(nktui train --help)",
+        "(nktui train --help)\n  nktui serve [flags]   the app in a web browser, a run per tab (nktui serve --help)"
+        "\n  nktui eval PATH       evaluate a checkpoint (last.pt) without the app (nktui eval --help)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     app.add_argument("--version", action="version", version=f"nktui {__version__}")
@@ -151,6 +165,7 @@ def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
     """(validated RunConfig, Options) from a command line; runs nothing. Raises ConfigError for bad values."""
     args, options = parse_args(argv)
     from .training.config import RunConfig, parse_lr  # the engine, once parsing is done: --help stays instant
+    from .training.errors import ConfigError
 
     base = RunConfig.load(args.config) if args.config else RunConfig()
     values = base.to_dict()
@@ -158,6 +173,13 @@ def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
     given = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not None}
     if "lr" in given:
         given["lr"] = parse_lr(given["lr"])
+    if args.resume:
+        if args.config:
+            raise ConfigError("give --resume or --config, not both: a resumed run takes its config from the checkpoint")
+        from .resume import plan_resume
+
+        config, plan = plan_resume(args.resume, given)
+        return config, dataclasses.replace(options, resume=plan)
     # --steps and --epochs are two ways to say how long: the one on the command line replaces the file's.
     if "steps" in given and "epochs" not in given:
         values.pop("epochs", None)
@@ -178,8 +200,17 @@ def print_error(message: object, file: Any = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`nktui` and `python -m nktui`: returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["serve"]:  # the app in a browser: nktui.serve parses its own flags
+        from .serve import serve_main
+
+        return serve_main(args_list[1:])
+    if args_list[:1] == ["eval"]:  # a checkpoint's evaluation tables: nktui.eval_command parses its own flags
+        from .eval_command import main as eval_main
+
+        return eval_main(args_list[1:])
     try:
-        config, options = build_config(argv)
+        config, options = build_config(args_list)
     except SystemExit as exc:  # argparse: --help, --version, or a malformed command line
         return exc.code if isinstance(exc.code, int) else 2
     except Exception as exc:
@@ -192,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "train":
         from .headless import run_headless
 
-        return run_headless(config)
-    return run_app_command(config, options)
+        code = run_headless(config, **({"resume": options.resume} if options.resume else {}))
+    else:
+        code = run_app_command(config, options)
+    from .signals import leave
+
+    return leave(code)  # after SIGTERM/SIGHUP/SIGINT: out now, not after torch's slow teardown
 
 
 def run_app_command(config: Any, options: Options) -> int:
@@ -204,7 +239,7 @@ def run_app_command(config: Any, options: Options) -> int:
             print_error(f"the app ({exc.name}) is missing from this installation; `nktui train` trains without it")
             return 1
         raise
-    return run_app(config, paused=options.paused)
+    return run_app(config, paused=options.paused, **({"resume": options.resume} if options.resume else {}))
 
 
 if __name__ == "__main__":  # pragma: no cover

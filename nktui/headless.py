@@ -2,9 +2,12 @@
 
 Threads: the trainer is built and trained on its own thread (`Trainer.launch`), and every tensor operation,
 evaluation and checkpoint save happens there (`controller.call`). This thread runs no tensor code at all: it
-polls `trainer.records` a few times a second, writes `metrics.jsonl` rows, prints progress (a rich bar on a
-terminal, plain lines otherwise), and at the end asks the training thread for the final evaluations and
-`last.pt`. Ctrl+C stops at a step boundary and still saves `last.pt` and prints the summary (exit 0).
+polls `trainer.records` a few times a second, writes `metrics.jsonl` rows (and metrics.csv and TensorBoard events
+with `--csv`, `--tensorboard`: `nktui.training.exporters`), prints progress (a rich bar on a terminal, plain lines
+otherwise), and at the end asks the training thread for `last.pt` and the final evaluations. Ctrl+C, SIGTERM
+and SIGHUP (the terminal or the SSH connection went away: `nktui.signals`) stop at a step boundary, save
+`last.pt` first, print the summary and, as the last line, how to resume (exit 0). `--resume` continues a
+checkpoint (`nktui.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.keeper`).
 
 Exit codes: 0 finished or interrupted; 2 bad input (a one-line `nktui: error:`); 1 the run failed while
 training (the traceback goes to stderr and to `<run-dir>/nktui.log`). Imports no Textual.
@@ -23,15 +26,11 @@ from typing import Any, TextIO
 from .cli import one_line, print_error
 from .training import EvalResult, NktuiError, RunConfig, RunState, StepRecord, Trainer
 from .training.devices import describe_device
-from .training.rundir import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
-    MetricsWriter,
-    choose_run_dir,
-    create_run_dir,
-    save_checkpoint,
-    write_log,
-)
+from .training.exporters import check_exports, enable_histograms, open_writers
+from .training.gpu import gpu_line, gpu_monitor
+from .signals import StopSignals
+from .training.keeper import RunKeeper
+from .training.rundir import choose_run_dir
 
 POLL_SECONDS = 0.2  # how often the records are read
 DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
@@ -45,23 +44,31 @@ WATCH_FLAGS = {  # the flag that switches each watchpoint off
 
 @dataclass(frozen=True)
 class Final:
-    """What the training thread reports at the end: the step reached and both evaluations of the final weights."""
+    """What the training thread reports at the end: the step reached, what last.pt holds now (or why it could
+    not be written) and both evaluations of the final weights."""
 
     step: int
     epoch: int
     train: EvalResult
     val: EvalResult
+    saved_step: int | None = None
+    save_error: str | None = None
 
 
-def finalize(trainer: Trainer, checkpoint: Path) -> Final:
-    """On the training thread: evaluate the final weights on both splits and save `last.pt`."""
+def finalize(trainer: Trainer, keeper: RunKeeper) -> Final:
+    """On the training thread: save `last.pt` first (weights holding nan/inf are refused: the last good one stays),
+    then evaluate the final weights on both splits."""
     trainer.flush()
+    save_error = None
+    try:
+        keeper.checkpointer.save(trainer)
+    except (NktuiError, OSError) as exc:  # nan weights, a full disk: say so after the summary
+        save_error = str(exc) if isinstance(exc, NktuiError) else f"cannot write last.pt: {exc.strerror or exc}"
     val = trainer.last_eval
     if val is None or val.step != trainer.step_count:  # stopped between evaluations: evaluate these weights
         val = trainer.evaluate("val")
     train = trainer.evaluate("train")
-    save_checkpoint(trainer, checkpoint)
-    return Final(trainer.step_count, trainer.epoch, train, val)
+    return Final(trainer.step_count, trainer.epoch, train, val, keeper.saved_step, save_error)
 
 
 # -- progress --------------------------------------------------------------------------------------------------
@@ -174,16 +181,34 @@ class BarProgress(Progress):
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
-def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Train `config` to its end (or Ctrl+C) and return the exit code."""
+def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | None = None, resume: Any = None) -> int:
+    """Train `config` to its end (or Ctrl+C, SIGTERM, SIGHUP) and return the exit code. `resume`: a
+    `nktui.resume.ResumePlan` to go on from."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
-        run_dir = choose_run_dir(config)
+        check_exports(config)  # --tensorboard without tensorboard installed: say so before anything starts
+        run_dir = resume.run_dir if resume is not None else choose_run_dir(config)
     except NktuiError as exc:
         print_error(exc, err)
         return 2
-    controller = Trainer.launch(config, paused=True)  # built on the training thread, held before step 1
+    keeper = RunKeeper(run_dir, config, resume=resume, headless=True)
+    stops = StopSignals()
+    stops.on_stop = lambda name: _interrupt(stops, name)
+    with stops:  # SIGTERM and SIGHUP stop the run as ctrl+c does
+        return _run(config, keeper, stops, out, err)
+
+
+def _interrupt(stops: StopSignals, name: str) -> None:
+    """A stop signal interrupts like ctrl+c. A repeated SIGTERM or SIGHUP (a hang-up often comes twice) does not
+    interrupt the save it started; a second ctrl+c does."""
+    if stops.count == 1 or name == "SIGINT":
+        raise KeyboardInterrupt(name)
+
+
+def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, err: TextIO) -> int:
+    # built on the training thread (with the checkpoint to resume from), held before step 1
+    controller = Trainer.launch(config, paused=True, **keeper.trainer_kwargs())
     try:
         while not controller.wait_for(lambda s: s is not RunState.STARTING, timeout=POLL_SECONDS):
             pass
@@ -200,13 +225,13 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
         return 1
     trainer: Trainer = controller.trainer
     try:
-        create_run_dir(run_dir, config)
+        keeper.create()
     except NktuiError as exc:
         controller.stop()
         print_error(exc, err)
         return 2
     try:
-        return _train(controller, trainer, run_dir, out, err)
+        return _train(controller, trainer, keeper, stops, out, err)
     finally:
         controller.stop()
         controller.join(timeout=10)
@@ -221,23 +246,32 @@ def _describe(trainer: Trainer, run_dir: Path) -> str:
         f"nktui train: {data.name} ({data.train_size} train / {data.val_size} val, {shape}, {data.num_classes} "
         f"classes), model {c.model} ({n_params:,} parameters), {c.optimizer} lr {c.lr:g}, batch {c.batch_size}, "
         f"{trainer.step_limit} steps ({epochs:.3g} epochs) on {describe_device(trainer.device)}\n"
-        f"run directory: {run_dir}"
+        + (f"{gpu}\n" if (gpu := _gpu_line(trainer)) else "")
+        + f"run directory: {run_dir}"
     )
+
+
+def _gpu_line(trainer: Trainer) -> str | None:
+    """`GPU cuda:0: NVIDIA H100 80GB HBM3, 1.2 of 79.6 GiB in use, 0% busy` on CUDA; None elsewhere."""
+    monitor = gpu_monitor(trainer.device)
+    return gpu_line(monitor.reading()) if monitor is not None else None
 
 
 @dataclass
 class Outcome:
     code: int
-    final: Final | None = None  # set when last.pt was written
+    final: Final | None = None  # set when the run ended at a step boundary and was evaluated
     wall: float = 0.0
     interrupted: bool = False
     errors: tuple[str, ...] = ()  # printed to stderr once the progress bar is gone
     stopped_by: str | None = None  # the watchpoint that ended the run
 
 
-def _train(controller: Any, trainer: Trainer, run_dir: Path, out: TextIO, err: TextIO) -> int:
+def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSignals, out: TextIO, err: TextIO) -> int:
+    run_dir = keeper.run_dir
     print(_describe(trainer, run_dir), file=out, flush=True)
-    writer = MetricsWriter(run_dir / METRICS_FILE, trainer.config.log_every)
+    writer = open_writers(run_dir, trainer.config, trainer.instruments.names)  # metrics.jsonl, --csv, --tensorboard
+    enable_histograms(trainer, trainer.config)
     progress = (BarProgress if out.isatty() else PlainProgress)(out, trainer)
     seq = 0
     lost = 0
@@ -252,7 +286,7 @@ def _train(controller: Any, trainer: Trainer, run_dir: Path, out: TextIO, err: T
         progress.refresh()
 
     try:
-        outcome = _follow(controller, trainer, run_dir, drain)
+        outcome = _follow(controller, trainer, keeper, drain)
     finally:
         progress.close()
         writer.close()
@@ -261,12 +295,31 @@ def _train(controller: Any, trainer: Trainer, run_dir: Path, out: TextIO, err: T
     for line in outcome.errors:
         print(line, end="" if line.endswith("\n") else "\n", file=err, flush=True)
     if outcome.final is not None:
-        _summary(out, trainer, outcome, run_dir)
+        _summary(out, trainer, outcome, run_dir, writer.files)
+    _last_line(out, trainer, keeper, outcome, stops.name)
     return outcome.code
 
 
-def _follow(controller: Any, trainer: Trainer, run_dir: Path, drain: Callable[[], None]) -> Outcome:
-    """Release the held run, follow its records until it ends or Ctrl+C, then evaluate and save last.pt."""
+def _last_line(out: TextIO, trainer: Trainer, keeper: RunKeeper, outcome: Outcome, signal: str | None) -> None:
+    """How to go on from last.pt: the last line printed (and, after a signal, noted in nktui.log)."""
+    if keeper.saved_step is None:
+        return
+    command = keeper.resume_command()
+    if outcome.final is not None and outcome.final.step >= trainer.step_limit and not outcome.stopped_by:
+        line = f"train further: {command} --steps {2 * trainer.step_limit}"
+    else:
+        line = f"resume: {command}"
+    if signal is not None:
+        keeper.note(f"nktui train: stopped by {signal} at step {trainer.step_count}; {line}")
+    try:
+        print(line, file=out, flush=True)
+    except (OSError, ValueError):  # the terminal or the pipe is gone (SIGHUP): nktui.log has it
+        pass
+
+
+def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, drain: Callable[[], None]) -> Outcome:
+    """Release the held run, follow its records until it ends or Ctrl+C (a stop signal), then save last.pt and
+    evaluate."""
     started = time.perf_counter()
     interrupted = False
     controller.resume()
@@ -284,17 +337,16 @@ def _follow(controller: Any, trainer: Trainer, run_dir: Path, drain: Callable[[]
 
     if controller.state is RunState.FAILED:
         drain()
-        log = write_log(run_dir, controller.error_traceback)
+        log = keeper.log_failure(controller.error_traceback)
         error = controller.error
         what = one_line(error) if isinstance(error, NktuiError) else f"{type(error).__name__}: {one_line(error)}"
-        summary = (
-            f"nktui: error: training failed after step {trainer.step_count}: {what} (traceback in {log}; "
-            "last.pt was not written)"
-        )
+        kept = ("last.pt was not written" if keeper.saved_step is None
+                else f"last.pt holds step {keeper.saved_step}, from before the fault")
+        summary = f"nktui: error: training failed after step {trainer.step_count}: {what} (traceback in {log}; {kept})"
         return Outcome(1, errors=(controller.error_traceback, summary))
 
-    checkpoint = run_dir / CHECKPOINT_FILE
-    future = controller.call(lambda t: finalize(t, checkpoint))
+    checkpoint = keeper.checkpoint
+    future = controller.call(lambda t: finalize(t, keeper))
     try:
         while True:
             try:
@@ -303,33 +355,36 @@ def _follow(controller: Any, trainer: Trainer, run_dir: Path, drain: Callable[[]
             except FutureTimeout:
                 continue
     except KeyboardInterrupt:
-        return Outcome(130, errors=("nktui: interrupted while saving: exiting without writing last.pt",))
+        held = "no last.pt was written" if keeper.saved_step is None else f"last.pt holds step {keeper.saved_step}"
+        return Outcome(130, errors=(f"nktui: interrupted again while finishing: exiting now; {held}",))
     except OSError as exc:  # the disk is full, the folder went away ...
         return Outcome(1, errors=(f"nktui: error: cannot write {checkpoint}: {exc.strerror or exc}",))
     finally:
         controller.stop()
         controller.join(timeout=10)
     drain()  # the evaluation finalize may have made
+    errors = (f"nktui: warning: {final.save_error}",) if final.save_error else ()
     hit = trainer.watch_hit
     if hit is not None:
         switch = WATCH_FLAGS.get(hit.watchpoint, "--no-watch")
-        message = (f"nktui: watchpoint {hit.watchpoint}: {hit.message}. Stopped at step {final.step}; last.pt holds it "
+        held = f"last.pt holds step {final.saved_step}" if final.saved_step is not None else "no last.pt was written"
+        message = (f"nktui: watchpoint {hit.watchpoint}: {hit.message}. Stopped at step {final.step}; {held} "
                    f"(to train on regardless: {switch}; all watchpoints off: --no-watch)")
-        return Outcome(3, final, wall, errors=(message,), stopped_by=hit.watchpoint)
-    return Outcome(0, final, wall, interrupted and final.step < trainer.step_limit)
+        return Outcome(3, final, wall, errors=(*errors, message), stopped_by=hit.watchpoint)
+    return Outcome(0, final, wall, interrupted and final.step < trainer.step_limit, errors=errors)
 
 
-def _summary(out: TextIO, trainer: Trainer, outcome: Outcome, run_dir: Path) -> None:
+def _summary(out: TextIO, trainer: Trainer, outcome: Outcome, run_dir: Path, files: tuple[str, ...]) -> None:
     final, wall, interrupted = outcome.final, outcome.wall, outcome.interrupted
     steps = final.step
     rate = steps * trainer.config.batch_size / wall if wall > 0 else 0.0
     if outcome.stopped_by:
         head = (f"stopped by the {outcome.stopped_by} watchpoint at step {steps} of {trainer.step_limit} "
-                f"(epoch {final.epoch}) after {wall:.1f} s; last.pt holds step {steps}")
+                f"(epoch {final.epoch}) after {wall:.1f} s; {_held(final)}")
     elif interrupted:
         head = (
             f"interrupted at step {steps} of {trainer.step_limit} (epoch {final.epoch}): stopped at a step "
-            f"boundary after {wall:.1f} s; last.pt holds step {steps}"
+            f"boundary after {wall:.1f} s; {_held(final)}"
         )
     else:
         head = f"finished {steps} steps (epoch {final.epoch}) in {wall:.1f} s, {rate:,.0f} samples/s"
@@ -337,5 +392,9 @@ def _summary(out: TextIO, trainer: Trainer, outcome: Outcome, run_dir: Path) -> 
     for label, ev in (("train", final.train), ("validation", final.val)):
         correct = sum(ev.confusion[i][i] for i in range(len(ev.confusion)))
         lines.append(f"{label:<10}  loss {ev.loss:.4f}  accuracy {ev.accuracy:.4f}  ({correct}/{ev.size})")
-    lines.append(f"run directory: {run_dir}  (config.toml, metrics.jsonl, last.pt)")
+    lines.append(f"run directory: {run_dir}  ({', '.join(('config.toml', *files, 'last.pt'))})")
     print("\n".join(lines), file=out, flush=True)
+
+
+def _held(final: Final) -> str:
+    return f"last.pt holds step {final.saved_step}" if final.saved_step is not None else "no last.pt was written"

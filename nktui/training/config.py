@@ -89,10 +89,14 @@ class RunConfig:
     device: str = "auto"
     run_dir: str | None = None
     log_every: int = 50
+    checkpoint_every: int = 0  # also write last.pt every N steps (0: every 10 minutes of training)
+    csv: bool = False  # also write metrics.csv into the run directory
+    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
     download: bool = True
     activations: bool = False
     rewind_depth: int = 20
     rewind_every: int = 32
+    threads: int = 0  # CPU threads for tensor ops; 0: PyTorch's default (the app: one fewer than the cores)
     watch: bool = True
     watch_grad_jump: float = 10.0
     watch_ratio_low: float = 1e-8
@@ -114,7 +118,8 @@ class RunConfig:
     # -- validation -----------------------------------------------------------------------------------------
     def validate(self) -> RunConfig:
         """Raise ConfigError for the first invalid field; return self so calls can be chained."""
-        for name in ("nesterov", "download", "activations", "watch"):  # (the text "false" would otherwise count as true)
+        # (the text "false" would otherwise count as true)
+        for name in ("nesterov", "download", "activations", "watch", "csv", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
         for name in ("dataset", "model", "device"):  # (a hand-written TOML file can hold `device = 0`)
@@ -146,6 +151,7 @@ class RunConfig:
         _check_int("batch_size", self.batch_size, 1)
         _check_int("image_size", self.image_size, 1)
         _check_int("log_every", self.log_every, 1)
+        _check_int("checkpoint_every", self.checkpoint_every, 0)
         if self.steps is not None:
             _check_int("steps", self.steps, 1)
         if self.epochs is not None:
@@ -155,6 +161,7 @@ class RunConfig:
         for name in ("watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_dead_relu", "watch_vanishing"):
             _check_range(name, getattr(self, name), 0.0, math.inf)
         _check_int("watch_ratio_steps", self.watch_ratio_steps, 0)
+        _check_int("threads", self.threads, 0)
         _check_int("rewind_depth", self.rewind_depth, 0)
         _check_int("rewind_every", self.rewind_every, 0)
         if self.eval_every is not None:

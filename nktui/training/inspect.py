@@ -4,13 +4,16 @@
 tensors are average-pooled down to at most `max_rows x max_cols` cells on the device, so the host receives a few
 thousand numbers whatever the layer's size. A first-layer weight whose rows each see the whole input (the linear
 model's classifier, an MLP's first layer) is also returned row by row reshaped to the input image, so each
-class's (or unit's) template can be drawn as a picture.
+class's (or unit's) template can be drawn as a picture. A convolution's weight (out, in, kh, kw) is also returned
+filter by filter: each output filter's kh x kw kernel, averaged over its input channels (`kernels`), for the first
+`max_kernels` filters.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +33,10 @@ class LayerSnapshot:
     row_images: tuple[Grid, ...] = ()  # per output row, the weights reshaped to the input image (H x W)
     row_grad_images: tuple[Grid, ...] = ()
     row_update_images: tuple[Grid, ...] = ()
+    kernels: tuple[Grid, ...] = ()  # conv weights: per output filter, its kernel (kh x kw), mean over in-channels
+    kernel_grads: tuple[Grid, ...] = ()
+    kernel_updates: tuple[Grid, ...] = ()
+    kernel_filters: int = 0  # how many output filters the layer has (kernels holds the first max_kernels)
 
 
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
@@ -55,7 +62,9 @@ def _grid(t: torch.Tensor) -> Grid:
     return tuple(tuple(row) for row in t.float().cpu().tolist())
 
 
-def layer_snapshot(trainer, name: str, max_rows: int = 32, max_cols: int = 64, max_images: int = 16) -> LayerSnapshot:
+def layer_snapshot(
+    trainer, name: str, max_rows: int = 32, max_cols: int = 64, max_images: int = 16, max_kernels: int = 64
+) -> LayerSnapshot:
     params = dict(trainer.model.named_parameters())
     if name not in params:
         raise KeyError(f"no parameter named {name!r}; the model has {', '.join(params)}")
@@ -66,7 +75,7 @@ def layer_snapshot(trainer, name: str, max_rows: int = 32, max_cols: int = 64, m
     weight_grid, pooled = pool(as_matrix(p), max_rows, max_cols)
     grad_grid = pool(as_matrix(grad), max_rows, max_cols)[0] if grad is not None else None
     update_grid = pool(as_matrix(update), max_rows, max_cols)[0] if update is not None else None
-    images: dict[str, tuple[Grid, ...]] = {}
+    images: dict[str, Any] = {}
     input_shape = tuple(trainer.data.input_shape)
     if p.ndim == 2 and p.shape[1] == math.prod(input_shape) and len(input_shape) == 3:
         for key, tensor in (("row_images", p), ("row_grad_images", grad), ("row_update_images", update)):
@@ -74,6 +83,12 @@ def layer_snapshot(trainer, name: str, max_rows: int = 32, max_cols: int = 64, m
                 # channels averaged: one picture per row of the weight
                 pictures = tensor[:max_images].reshape(-1, *input_shape).mean(dim=1)
                 images[key] = tuple(_grid(picture) for picture in pictures)
+    if p.ndim == 4:  # a conv kernel (out, in, kh, kw): one small picture per output filter
+        for key, tensor in (("kernels", p), ("kernel_grads", grad), ("kernel_updates", update)):
+            if tensor is not None:
+                kernels = tensor[:max_kernels].mean(dim=1).float().cpu().tolist()  # one transfer for them all
+                images[key] = tuple(tuple(tuple(row) for row in kernel) for kernel in kernels)
+        images["kernel_filters"] = p.shape[0]
     return LayerSnapshot(
         name=name,
         shape=tuple(p.shape),

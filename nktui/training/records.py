@@ -1,4 +1,4 @@
-"""Immutable records the trainer publishes: one per step, one per evaluation, one per rewind or watchpoint hit.
+"""Immutable records the trainer publishes: one per step, one per evaluation, one per rewind, resume or watchpoint hit.
 
 Records hold plain Python numbers, never tensors, so any thread can read them at any time without touching the
 device. `LayerStats` are present only on *observed* steps (see `nktui.training.instruments`); the loss, accuracy and
@@ -114,6 +114,13 @@ class Rewound:
 
     step: int
     from_step: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Published first by a trainer that continues from a checkpoint: the run picks up after `step` updates."""
+
+    step: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,10 @@ class RewindBuffer:
     def oldest_step(self) -> int | None:
         return self._states[0][0] if self._states else None
 
+    def newest(self) -> tuple[int, dict[str, Any]] | None:
+        """(step, state) of the newest kept state, or None (a fault's checkpoint is written from it)."""
+        return self._states[-1] if self._states else None
+
     @property
     def memory_bytes(self) -> int:
         return self._bytes_each * len(self._states)

@@ -3,48 +3,47 @@
     runs/20250101-120000/
         config.toml     RunConfig.save() at the start: `nktui --config runs/.../config.toml` repeats the run
         metrics.jsonl   one JSON object per line, written by the reader of `trainer.records` (never the trainer)
-        last.pt         the newest checkpoint, written atomically on the training thread
-        nktui.log       the traceback, when the training thread failed
+        last.pt         the newest checkpoint, written atomically on the training thread (nktui.training.checkpoint)
+        nktui.log       the traceback, when the training thread failed; how a run stopped on a signal
 
 metrics.jsonl rows:
 
     {"type": "step", "step": 50, "epoch": 3, "loss": 0.41, "lr": 0.1, "accuracy": 0.91, "samples_per_sec": 3021.0,
      "layers": {"fc.weight": {"grad_norm": 0.52, "update_ratio": 0.0031}, ...}}
     {"type": "eval", "step": 66, "epoch": 3, "loss": 0.38, "accuracy": 0.92}
+    {"type": "resume", "step": 100}     the run went on from a checkpoint of step 100 (rows after it replace any
+                                        earlier rows of the same steps)
 
 A step row is written for every step whose number is a multiple of `log_every` (those steps are observed, so
 they carry per-layer statistics; layer names are `model.named_parameters()` names). An eval row is written for
 every validation evaluation. JSON has no NaN or infinity: a non-finite number (a diverged loss, an update ratio
 over a zero weight) is written as `null`, so every line stays valid JSON for `json.loads`, jq or pandas.
 
-Checkpoints hold plain values only (CPU tensors, dicts, lists, numbers, strings), so they load with
-`torch.load(path, weights_only=True)`: {"format", "version", "model", "optimizer", "config", "step", "epoch"}.
+Checkpoints hold the run's full state (`nktui.training.state`: model, optimizer, config, step, epoch, every RNG) as
+plain values (CPU tensors, dicts, lists, numbers, strings), so they load with `torch.load(path, weights_only=True)`.
 Nothing here imports Textual.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 from .config import RunConfig
-from .errors import CheckpointError, ConfigError
-from .records import EvalResult, Rewound, StepRecord, WatchHit
+from .errors import ConfigError
+from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "last.pt"
 LOG_FILE = "nktui.log"
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE)
-CHECKPOINT_FORMAT = "nktui-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_FORMAT = "nktui-checkpoint"  # last.pt before it held the full state (now "nktui-state"); still loads
 
 
 # -- where the run goes -----------------------------------------------------------------------------------------
@@ -80,10 +79,11 @@ def choose_run_dir(config: RunConfig) -> Path:
 
 
 def create_run_dir(path: Path, config: RunConfig) -> Path:
-    """Make the folder and write `config.toml` into it."""
+    """Make the folder and write `config.toml` into it. The file leaves `run_dir` out: `--config` of it repeats the
+    run into a fresh folder instead of refusing this one, which already holds a run."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        config.save(path / CONFIG_FILE)
+        dataclasses.replace(config, run_dir=None).save(path / CONFIG_FILE)
     except OSError as exc:
         raise ConfigError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
     return path
@@ -141,6 +141,8 @@ class MetricsWriter:
                     "value": finite_or_none(record.value), "message": record.message}
         if isinstance(record, Rewound):
             return {"type": "rewind", "step": record.step, "from_step": record.from_step}
+        if isinstance(record, Resumed):
+            return {"type": "resume", "step": record.step}
         if isinstance(record, StepRecord) and record.step % self.log_every == 0:
             return step_row(record)
         return None
@@ -174,84 +176,16 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-# -- checkpoints --------------------------------------------------------------------------------------------------
-def _to_cpu(value: Any) -> Any:
-    """A copy of a state_dict-like structure with every tensor on the CPU (loadable without the GPU)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, Mapping):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_cpu(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_cpu(v) for v in value)
-    return value
+# -- checkpoints: in nktui.training.checkpoint (the full state); the names stay importable from here -------------
+CHECKPOINT_FUNCTIONS = ("atomic_save", "checkpoint_state", "load_checkpoint", "save_checkpoint")
 
 
-def checkpoint_state(trainer: Any) -> dict[str, Any]:
-    """What `last.pt` holds, as plain values. Run it on the training thread (it reads the model's tensors)."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model": _to_cpu(trainer.model.state_dict()),
-        "optimizer": _to_cpu(trainer.optimizer.state_dict()),
-        "config": trainer.config.to_dict(),
-        "step": int(trainer.step_count),
-        "epoch": int(trainer.epoch),
-    }
+def __getattr__(name: str) -> Any:  # imported on first use: this module itself needs no torch
+    if name in CHECKPOINT_FUNCTIONS:
+        from . import checkpoint
 
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save into a temporary file in the same folder, flush, fsync, then rename over `path`: a crash
-    mid-write leaves the previous file intact."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every platform can open a folder
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return path
-
-
-def save_checkpoint(trainer: Any, path: str | Path) -> Path:
-    """Write `trainer`'s checkpoint to `path` atomically. On the training thread: `controller.call(lambda t:
-    save_checkpoint(t, path))`."""
-    return atomic_save(checkpoint_state(trainer), path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint (tensors on the CPU) with `weights_only=True`; CheckpointError says what is wrong."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist: give the last.pt of a run directory")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"cannot read checkpoint {p} (truncated, corrupt or not an nktui checkpoint): {type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:300]}"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{p} is not an nktui checkpoint (no format {CHECKPOINT_FORMAT!r} in it)")
-    missing = [k for k in ("model", "optimizer", "config", "step", "epoch") if k not in state]
-    if missing:
-        raise CheckpointError(f"checkpoint {p} lacks {', '.join(missing)}: it is incomplete")
-    return state
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def write_log(run_dir: str | Path, text: str) -> Path:

@@ -13,24 +13,27 @@ second, not once a step.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .buffer import RecordBuffer
+from .checkpoint import resume_from
 from .config import RunConfig
 from .control import Controller, RunState, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
 from .instruments import Instruments, Observation
+from .keeper import Checkpointer
 from .models import build_model
 from .optim import build_optimizer, get_lr, set_lr
-from .records import EvalResult, Rewound, StepRecord, WatchHit, frozen_mapping
+from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit, frozen_mapping
 from .sources import ImageSet
 from .rewind import RewindBuffer
 from .watch import Watcher, first_nonfinite_parameter
@@ -76,12 +79,20 @@ class Trainer:
         *,
         data: DataSource | ImageSet | Callable[[], DataSource | ImageSet] | None = None,
         model: nn.Module | None = None,
+        resume: Mapping[str, Any] | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         """`data`: None for the configured data set, your own `ImageSet` (uint8 or float pixels N x C x H x W, labels,
         class names), a ready `DataSource`, or a zero-argument function returning one of those (called here, so on
-        the training thread when launched). `model`: your own module instead of `config.model`."""
+        the training thread when launched). `model`: your own module instead of `config.model`. `resume`: a
+        checkpoint (`nktui.training.checkpoint.load_checkpoint`) to continue from; CheckpointError if it is of
+        another model or data set. `checkpointer`: writes last.pt every `checkpointer.every` steps and after a fault
+        (see `nktui.training.keeper`)."""
         self.config = config.validate()
         self.device = resolve_device(config.device)
+        if config.threads:
+            # The intra-op pool is process-wide; only the training thread runs tensor ops, so this is its size.
+            torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         if callable(data):  # a factory: make the data here, on the thread that builds the trainer
             data = data()
@@ -108,6 +119,10 @@ class Trainer:
         self._pending: list[_PendingStep] = []
         self._observed_step = 0  # the latest step whose update the instruments measured
         self._window_start = time.perf_counter()
+        self.checkpointer = checkpointer
+        if resume is not None:
+            resume_from(self, dict(resume))
+            self.records.publish(Resumed(self.step_count))
 
     # -- learning rate -----------------------------------------------------------------------------------------
     @property
@@ -342,6 +357,8 @@ class Trainer:
     def run(self, controller: Controller) -> None:
         """The loop: take commands at each step boundary, step, flush when someone will look. Ends on stop."""
         log_every = self.config.log_every
+        checkpointer = self.checkpointer
+        paused_for: WatchHit | None = None  # the watchpoint hit the loop last paused for
         try:
             if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
                 controller.report(RunState.RUNNING)
@@ -365,8 +382,12 @@ class Trainer:
                 evaluate = self._eval_due() or self.finished
                 if observe or evaluate or controller.pause_requested or len(self._pending) >= FLUSH_EVERY:
                     self.flush()
-                if self.watch_hit is not None and not controller.pause_requested:
-                    controller.pause()  # a watchpoint fired: stop at this boundary, the hit is in the records
+                if self.watch_hit is not paused_for:  # a new watchpoint hit: stop at this boundary (once per hit,
+                    paused_for = self.watch_hit  # so that resuming goes on); the hit is in the records
+                    if paused_for is not None and not controller.pause_requested:
+                        controller.pause()
+                if checkpointer is not None and checkpointer.due(self.step_count):
+                    checkpointer.try_save(self)  # (weights holding nan or inf are refused: last.pt stays good)
                 if evaluate:
                     self.evaluate()
                 if self.finished:
@@ -379,4 +400,6 @@ class Trainer:
                 self.flush()  # the steps before the fault are real; keep their records
             except BaseException:
                 pass
+            if checkpointer is not None:
+                checkpointer.after_fault(self)  # last.pt: the newest state kept from before the fault
             controller.fail(exc)

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from nktui.training import ConfigError, RunConfig, RunState
+from nktui.ui import run_lifecycle
 from nktui.ui.format import lr_text, number
 from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.screens.help import HelpScreen
@@ -27,6 +28,7 @@ from nktui.ui.widgets.gradient_pane import GradientPane
 from nktui.ui.widgets.key_bar import KeyBar
 from nktui.ui.widgets.loss_plot import LossPlot
 from nktui.ui.widgets.status_bar import StatusBar
+from nktui.ui.widgets.too_small import TooSmall
 
 TICK_SECONDS = 0.2  # how often the UI pulls records (5 Hz)
 PLOT_SECONDS = 0.4  # the plot redraws at most this often, and only when the history changed
@@ -49,19 +51,29 @@ class NktuiApp(App[int]):
         Binding("v", "surface", "Surface", id="surface"),
         Binding("y", "toggle_log_scale", "Log", id="log-scale"),
         Binding("r", "restart", "Restart", id="restart"),
+        Binding("s", "save_checkpoint", "Save", id="save"),
         Binding("c", "focus_config", "Config", id="config", show=False),
         Binding("escape", "focus_gradients", "Back", id="back", show=False),
         Binding("question_mark", "help", "Help", id="help", key_display="?"),
         Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+c", "quit", "Quit", id="ctrl-c-quit", show=False, priority=True),  # saves, like q
+        Binding("ctrl+s", "save_config", "Save config", id="save-config", show=False),
     ]
 
-    def __init__(self, config: RunConfig, *, paused: bool = False, **trainer_kwargs) -> None:
+    def __init__(self, config: RunConfig, *, paused: bool = False, run_dir=None, resume=None,
+                 handle_signals: bool = False, **trainer_kwargs) -> None:
+        """`run_dir`: where the run's files go (None: no files); `resume`: a nktui.resume.ResumePlan to go on
+        from; `handle_signals`: SIGINT/SIGTERM/SIGHUP save and exit (see nktui.ui.run_lifecycle)."""
         super().__init__()
         self.config = config
         self.start_paused = paused
         self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
         self.session: Session | None = None
         self._last_plot = 0.0
+        self.run_dir, self.resume, self.handle_signals = run_dir, resume, handle_signals
+        self.exit_line: str | None = None  # printed once the terminal is back: what last.pt holds, how to resume
+        self.stop_signal: str | None = None  # the signal that ended the app
+        self.closing = False
 
     # -- layout ------------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -79,15 +91,19 @@ class NktuiApp(App[int]):
         yield self.error_line
         yield self.status_bar
         yield KeyBar()
+        yield TooSmall()
 
     def on_mount(self) -> None:
+        if self.handle_signals:
+            run_lifecycle.install_signal_handlers(self)
         self.start_session(self.config, paused=self.start_paused)
         self.set_interval(TICK_SECONDS, self.tick)
         self.gradient_pane.focus()
 
     def start_session(self, config: RunConfig, *, paused: bool) -> None:
         self.config = config
-        self.session = Session(config, paused=paused, **self.trainer_kwargs)
+        self.session = Session(config, paused=paused, keeper=run_lifecycle.make_keeper(self, config),
+                               **self.trainer_kwargs)
         self.gradient_pane.clear_layers()
         self.config_pane.show_config(config)
         error = self.error_line
@@ -97,11 +113,13 @@ class NktuiApp(App[int]):
     # -- the pull loop -----------------------------------------------------------------------------------------
     def tick(self) -> None:
         session = self.session
-        if session is None:
+        if session is None or self.closing:
             return
         changes = session.poll()
         if changes.state:
             self.on_state_changed()
+        if changes.saved_step is not None or changes.save_error:
+            self.on_checkpoint(changes)
         if changes.rewound is not None:
             self.notify(f"rewound to step {changes.rewound.step}: the next step replays step {changes.rewound.step + 1}",
                         title="Rewind", timeout=4)
@@ -145,7 +163,8 @@ class NktuiApp(App[int]):
         state = session.state
         if state is RunState.FAILED:
             error = self.error_line
-            error.update(f" {session.error_text}\n Fix the config (c) and restart (r).")
+            note = run_lifecycle.failure_note(session)  # where the traceback is, what last.pt holds
+            error.update(f" {session.error_text}\n {note}Fix the config (c) and restart (r).")
             error.display = True
             self.notify(session.error_text or "the run failed", title="Training failed", severity="error", timeout=10)
         elif state is RunState.FINISHED and session.latest_eval is not None:
@@ -266,7 +285,8 @@ class NktuiApp(App[int]):
             return
         changed = pane.changed_fields(self.session.config)
         what = f"with the changed {', '.join(changed)}" if changed else "with the same config"
-        question = f"Restart the run {what}? This run's progress is discarded."
+        kept = "its last.pt is kept" if self.run_dir is not None else "its progress is discarded"
+        question = f"Restart the run {what}? This run stops; {kept}."
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -275,10 +295,28 @@ class NktuiApp(App[int]):
         self.push_screen(ConfirmDialog(question), answer)
 
     def restart(self, config: RunConfig) -> None:
-        if not self.session.stop(QUIT_TIMEOUT):
+        self.session.close("restarted", timeout=QUIT_TIMEOUT)  # (its last.pt is saved: it can be resumed)
+        if self.session.controller.thread is not None and self.session.controller.thread.is_alive():
             self.notify("the previous run is still finishing its current step", severity="warning")
         self.start_session(config, paused=self.start_paused)
         self.gradient_pane.focus()
+
+    def action_save_config(self) -> None:
+        """The config pane's settings to a TOML file (asks where); see nktui.ui.screens.save_config."""
+        from nktui.ui.screens.save_config import SaveConfigDialog, default_path
+
+        try:  # on the config as given (the session's may hold settings fitted to this machine, such as threads)
+            config = self.config_pane.build_config(self.config)
+        except ConfigError as exc:
+            self.notify(str(exc), title="Config not valid", severity="error")
+            return
+
+        def saved(path) -> None:
+            if path is not None:
+                self.notify(f"nktui --config {path} starts this run again", title=f"Saved {path}", timeout=6,
+                            markup=False)
+
+        self.push_screen(SaveConfigDialog(config, default_path(self.session)), saved)
 
     def action_focus_config(self) -> None:
         self.query_one("#f-dataset", Input).focus()
@@ -294,9 +332,25 @@ class NktuiApp(App[int]):
         self.push_screen(HelpScreen(keys))
 
     async def action_quit(self) -> None:
+        self.shutdown("quit")
+
+    def shutdown(self, reason: str) -> None:
+        """Save last.pt, stop the trainer, write the last records, exit with code 0 (q, ctrl+c, stop signals)."""
+        if self.closing:  # (a signal during a quit: that quit goes on)
+            return
+        self.closing = True
         if self.session is not None:
-            self.session.stop(QUIT_TIMEOUT)
+            self.exit_line = self.session.close(reason, timeout=run_lifecycle.SAVE_TIMEOUT)
         self.exit(0)
+
+    def action_save_checkpoint(self) -> None:
+        run_lifecycle.save_now(self)  # last.pt now, on the training thread; the tick reports it (on_checkpoint)
+
+    def on_checkpoint(self, changes) -> None:
+        run_lifecycle.report_checkpoint(self, changes)
+
+    def on_resize(self, event) -> None:
+        self.query_one(TooSmall).follow_size(self, event.size.width, event.size.height)
 
     # -- routing messages from the panes -----------------------------------------------------------------------
     def on_config_pane_live_submitted(self, message: ConfigPane.LiveSubmitted) -> None:
@@ -337,11 +391,12 @@ class NktuiApp(App[int]):
                             self.action_surface)
         yield SystemCommand("Log scale", "Toggle a log scale on the loss plot", self.action_toggle_log_scale)
         yield SystemCommand("Restart", "Restart the run with the config pane's settings", self.action_restart)
+        yield SystemCommand("Save config", "Write the config pane's settings to a TOML file (ctrl+s)",
+                            self.action_save_config)
         yield SystemCommand("Help", "Every key and what it does", self.action_help)
 
 
-def run_app(config: RunConfig, *, paused: bool = False) -> int:
-    """Run the app in this terminal until the user quits; returns the exit code."""
-    app = NktuiApp(config, paused=paused)
-    code = app.run()
-    return code if isinstance(code, int) else (app.return_code or 0)
+def run_app(config: RunConfig, *, paused: bool = False, resume=None) -> int:
+    """Run the app in this terminal until the user quits (or a stop signal); returns the exit code. Writes a run
+    directory like `nktui train`; the last line printed says what last.pt holds and how to resume."""
+    return run_lifecycle.run(NktuiApp, config, paused=paused, resume=resume)

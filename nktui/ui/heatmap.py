@@ -3,7 +3,8 @@
 Each cell is `▀` with the upper pixel as its foreground colour and the lower one as its background, so any
 terminal with 256 colours (Rich reduces true colour to what the terminal has) shows a grid of R x C values in
 ceil(R/2) lines of C characters. `diverging` maps signed values (weights, gradients): blue below 0, red above,
-dark at 0, with a symmetric scale; `grayscale` maps images.
+dark at 0, with a symmetric scale; `grayscale` maps images. `image` draws a picture of 1 channel (grayscale) or 3
+(RGB, as CIFAR's), optionally enlarged, from channels x height x width values.
 """
 
 from __future__ import annotations
@@ -113,3 +114,37 @@ def scale_legend(scale: float) -> Text:
     text.append("██", style=Style(color=Color.from_rgb(*POSITIVE)))
     text.append(f" +{scale:.3g}")
     return text
+
+
+def image(channels: Sequence[Grid], low: float = 0.0, high: float = 1.0, zoom: int = 1) -> list[Text]:
+    """Lines of half blocks for a picture given as channels x height x width values in [low, high]: 3 channels
+    are red, green and blue; any other count is drawn in grayscale from the channels' mean. Each pixel becomes a
+    zoom x zoom square (a small 8x8 digit reads better twice as large)."""
+    span = (high - low) or 1.0
+
+    def level(value: float) -> int:
+        return round(255 * max(0.0, min(1.0, (value - low) / span))) if math.isfinite(value) else 0
+
+    height = len(channels[0]) if channels else 0
+    width = len(channels[0][0]) if height else 0
+    rows: list[list[RGB]] = []
+    for r in range(height):
+        if len(channels) == 3:
+            row = [(level(channels[0][r][c]), level(channels[1][r][c]), level(channels[2][r][c])) for c in range(width)]
+        else:
+            row = []
+            for c in range(width):
+                gray = level(sum(ch[r][c] for ch in channels) / len(channels))
+                row.append((gray, gray, gray))
+        row = [pixel for pixel in row for _ in range(zoom)]
+        rows.extend([row] * zoom)
+    return render_colours(rows)
+
+
+def render_colours(pixels: Sequence[Sequence[RGB]]) -> list[Text]:
+    """Lines of half blocks for a grid of colours (an odd last row is drawn over the background)."""
+    return render(pixels, _identity)  # type: ignore[arg-type]
+
+
+def _identity(colour: RGB) -> RGB:
+    return colour

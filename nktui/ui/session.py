@@ -8,14 +8,28 @@ time; restarting means stopping this one and starting another. Tests can drive a
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from pathlib import Path
 
 from nktui.training import (
     Controller, EvalResult, NktuiError, Rewound, RunConfig, RunState, StepRecord, WatchHit, launch,
 )
 from nktui.training.history import RunHistory
+from nktui.training.keeper import RunKeeper
 
 HISTOGRAM_BINS = 16
+
+
+def app_threads() -> int:
+    """CPU threads for the app's trainer: one fewer than the cores, so that the UI keeps one. (With the UI thread
+    busy, a pool as large as the machine makes libgomp's workers sleep between the many small ops of a small
+    model: 7 steps/s instead of 669 for the benchmark MLP on a loaded 2-core machine.)"""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, cores - 1)
 SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth
 
 
@@ -29,14 +43,23 @@ class Changes:
     state: bool = False
     rewound: Rewound | None = None
     watch: WatchHit | None = None
+    saved_step: int | None = None  # a last.pt asked for (`s`, the end of the run) was written, holding this step
+    save_error: str | None = None  # ... or could not be written, and why
 
     def __bool__(self) -> bool:
-        return bool(self.steps or self.observed or self.evaluation or self.state or self.rewound or self.watch)
+        return bool(self.steps or self.observed or self.evaluation or self.state or self.rewound or self.watch
+                    or self.saved_step is not None or self.save_error)
 
 
 class Session:
-    def __init__(self, config: RunConfig, *, paused: bool = False, **trainer_kwargs) -> None:
+    def __init__(self, config: RunConfig, *, paused: bool = False, keeper: RunKeeper | None = None,
+                 **trainer_kwargs) -> None:
+        """`keeper`: the run directory to write (config.toml, metrics.jsonl, last.pt, nktui.log); None: no files."""
+        if not config.threads:
+            config = config.replace(threads=app_threads())
         self.config = config
+        if keeper is not None:  # the trainer gets the checkpointer, and the checkpoint to resume from
+            trainer_kwargs = {**trainer_kwargs, **keeper.trainer_kwargs()}
         self.controller: Controller = launch(config, paused=paused, **trainer_kwargs)
         self.history = RunHistory()
         self.latest_step: StepRecord | None = None
@@ -50,6 +73,15 @@ class Session:
         self._seq = 0
         self._state = self.controller.state
         self._configured = False
+        self.export_dir = None  # a run directory to write the records into (see open_exports)
+        self.exports = None  # its writers: metrics.jsonl, --csv, --tensorboard (nktui.training.exporters)
+        self.export_error: str | None = None  # why they could not be opened
+        self.keeper = keeper
+        self.saves: list[Future] = []  # last.pt writes asked for and not reported yet
+        self.failure_log: Path | None = None  # nktui.log, once a failure's traceback is in it
+        self.closed = False
+        if keeper is not None:
+            self.export_dir = keeper.run_dir  # made (with config.toml) once the trainer is built: see poll
 
     # -- reading ---------------------------------------------------------------------------------------------------
     @property
@@ -72,9 +104,13 @@ class Session:
             if not self._configured:  # histograms feed the gradient pane's sparklines
                 trainer.instruments.histogram_bins = HISTOGRAM_BINS
                 self._configured = True
+                self._create_run_dir()
+                self._open_exports(trainer)
             if want_snapshot and self.state is RunState.RUNNING:
                 self.controller.request_snapshot()  # the next step carries per-layer statistics
             self._seq, records = trainer.records.since(self._seq)
+            if self.exports is not None and records:
+                self.exports.write(records)  # here, on the app's thread: exports cost the training loop nothing
             for record in records:
                 self.history.add(record)
                 if isinstance(record, StepRecord):
@@ -99,6 +135,8 @@ class Session:
         if state is not self._state:
             self._state = state
             changes.state = True
+            self._on_state(state)
+        self._report_saves(changes)
         return changes
 
     def _forget_after(self, step: int) -> None:
@@ -225,4 +263,103 @@ class Session:
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop at the next step boundary and wait for the thread; True if it ended in time."""
         self.controller.stop()
-        return self.controller.join(timeout)
+        ended = self.controller.join(timeout)
+        if self.export_dir is not None and self.trainer is not None:
+            self.poll(want_snapshot=False)  # the last records into the files (and a run no poll saw yet: all)
+        if self.exports is not None:
+            self.exports.close()
+            self.exports = None
+        return ended
+
+    # -- exports ------------------------------------------------------------------------------------------------------
+    def open_exports(self, run_dir) -> None:
+        """Write this run's records into `run_dir` (metrics.jsonl, and metrics.csv and TensorBoard event files when
+        the config asks for them), from `poll()`. Call it before the first poll, or at any time: the writers open
+        once the trainer is built (they need its layer names) and get every record from then on."""
+        self.export_dir = run_dir
+        if self._configured and self.exports is None:
+            self._open_exports(self.trainer)
+
+    def _open_exports(self, trainer) -> None:
+        run_dir = self.export_dir
+        if run_dir is None or self.exports is not None:
+            return
+        from nktui.training.exporters import enable_histograms, open_writers
+
+        try:
+            self.exports = open_writers(run_dir, self.config, trainer.instruments.names)
+        except (OSError, NktuiError) as exc:  # no tensorboard, a folder we cannot write: train on, and say so
+            self.export_error = f"no exports to {run_dir}: {exc}"
+            self.export_dir = None
+            return
+        enable_histograms(trainer, self.config)
+
+    # -- the run directory and last.pt ------------------------------------------------------------------------------
+    def _create_run_dir(self) -> None:
+        keeper = self.keeper
+        if keeper is None or keeper.created:
+            return
+        try:
+            keeper.create()
+        except NktuiError as exc:  # a folder we cannot write: train on without files, and say so
+            self.export_error = str(exc)
+            self.export_dir = None
+
+    def _on_state(self, state: RunState) -> None:
+        if self.keeper is None or self.closed:
+            return
+        if state is RunState.FINISHED:
+            self.save()  # the end of the run
+        elif state is RunState.FAILED:
+            self.failure_log = self.keeper.log_failure(self.controller.error_traceback)
+
+    def save(self) -> bool:
+        """Ask for last.pt now (the `s` key); a later poll reports it. False when there is no run directory or no
+        trainer that could save."""
+        if self.keeper is None or not self.keeper.created or self.trainer is None or self.state.is_over:
+            return False
+        self.saves.append(self.keeper.save(self.controller))
+        return True
+
+    def _report_saves(self, changes: Changes) -> None:
+        while self.saves and self.saves[0].done():
+            future = self.saves.pop(0)
+            error = future.exception()
+            if error is None:
+                changes.saved_step = future.result()
+            else:
+                changes.save_error = str(error)
+
+    @property
+    def checkpoint_error(self) -> str | None:
+        """Why the newest periodic last.pt could not be written (a full disk, nan weights), if it could not."""
+        return self.keeper.checkpointer.error if self.keeper is not None else None
+
+    def close(self, reason: str = "quit", *, save: bool = True, timeout: float = 2.0) -> str | None:
+        """End the run for good: write last.pt (unless the run failed or never started), stop the trainer, write
+        the last records. Blocks for at most about `timeout` seconds. Returns the line to print afterwards (what
+        last.pt holds and how to resume), None without a run directory."""
+        if self.closed:
+            return None
+        self.closed = True
+        problem = None
+        if self.trainer is not None:
+            self.poll(want_snapshot=False)  # (a run that ends before any tick saw it: the folder, the files)
+        if save and self.keeper is not None and self.trainer is not None and not self.state.is_over:
+            self.controller.pause()  # no step after the one saved
+            future = self.keeper.save(self.controller)
+            try:
+                future.result(timeout)
+            except FutureTimeout:
+                problem = "the trainer did not reach a step boundary in time, so last.pt was not updated"
+            except Exception as exc:  # nan weights, a full disk: the previous last.pt stays
+                problem = str(exc)
+        trainer = self.trainer
+        step = trainer.step_count if trainer is not None else 0
+        self.stop(min(timeout, 1.0))
+        if self.keeper is None:
+            return None
+        what = f"{reason} at step {step}" + (f" ({problem})" if problem else "")
+        line = self.keeper.exit_line(what)
+        self.keeper.note(line)
+        return line

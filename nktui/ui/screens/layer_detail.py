@@ -3,7 +3,10 @@
 Its statistics (from the newest observed step), the histogram of its gradient values, and heat maps of the weight,
 its gradient, and the weight before and after the last update. For a layer whose rows each see the whole image
 (the linear model, an MLP's first layer) every row is drawn as a picture of the input's shape, so the user sees
-each class's template and how this step's gradient pushes it. `n` takes a step (while paused) and redraws.
+each class's template and how this step's gradient pushes it. A convolution (a 4-D weight: out x in x kh x kw) gets
+one small tile per output filter: its kernel averaged over the input channels, before and after the step, and its
+gradient. `n` takes a step (while paused) and redraws. With NO_COLOR=1 the heat maps are drawn with glyphs
+(`nktui.ui.shades`): grey alone cannot tell a negative weight from a positive one.
 
 The snapshot is taken on the training thread between steps (`Controller.call`), so the screen never touches a
 tensor itself.
@@ -25,7 +28,8 @@ from textual.widgets import Footer, Static
 from nktui.training.records import LayerStats
 from nktui.ui.calls import when_done
 from nktui.ui.format import number, ratio_text, shape_text
-from nktui.ui.heatmap import abs_max, diverging, render, render_text, scale_legend, tile
+from nktui.ui.heatmap import abs_max, diverging, render, scale_legend, tile
+from nktui.ui.shades import few_colours, few_colours_legend, shade_legend, shade_lines
 
 
 class LayerDetailScreen(ModalScreen[None]):
@@ -122,34 +126,97 @@ class LayerDetailScreen(ModalScreen[None]):
                     for wi, ui in zip(after, snap.row_update_images)
                 )
             scale = abs_max(*after, *(before or ()))
-            colour = diverging(scale)
             parts.append(Text("Weights per row, as the input image (each class's template)", style="bold"))
-            parts.append(scale_legend(scale))
+            parts.append(self.legend(scale))
             if before is not None:
-                parts += [Text("before the last step"), tile([render(g, colour) for g in before], classes, width)]
-            parts += [Text("after the last step (now)"), tile([render(g, colour) for g in after], classes, width)]
+                pictures = [self.picture(g, scale, 2) for g in before]
+                parts += [Text("before the last step"), tile(pictures, classes, width)]
+            pictures = [self.picture(g, scale, 2) for g in after]
+            parts += [Text("after the last step (now)"), tile(pictures, classes, width)]
             if snap.row_grad_images:
                 gscale = abs_max(*snap.row_grad_images)
                 parts += [
                     Text("Gradient dL/dW per row: the step moves each template by -lr × this", style="bold"),
-                    scale_legend(gscale),
-                    tile([render(g, diverging(gscale)) for g in snap.row_grad_images], classes, width),
+                    self.legend(gscale),
+                    tile([self.picture(g, gscale, 2) for g in snap.row_grad_images], classes, width),
                 ]
-        else:
+        if snap.kernels:
+            parts += self.kernel_maps(snap, width)
+        if not snap.row_images:
             before = None
             if snap.update is not None:
                 before = tuple(tuple(w - u for w, u in zip(wr, ur)) for wr, ur in zip(snap.weight, snap.update))
             scale = abs_max(snap.weight, before)
-            parts += [Text("Weight", style="bold"), scale_legend(scale)]
+            title = "Weight"
+            if snap.kernels:
+                title = "Weight as a matrix: a row per output filter, its in x kh x kw weights along it"
+            parts += [Text(title, style="bold"), self.legend(scale)]
             if before is not None:
-                parts += [Text("before the last step"), render_text(before, diverging(scale))]
-            parts += [Text("after the last step (now)"), render_text(snap.weight, diverging(scale))]
+                parts += [Text("before the last step"), Text("\n").join(self.picture(before, scale))]
+            parts += [Text("after the last step (now)"), Text("\n").join(self.picture(snap.weight, scale))]
             if snap.grad is not None:
                 gscale = abs_max(snap.grad)
-                parts += [Text("Gradient dL/dW", style="bold"), scale_legend(gscale), render_text(snap.grad, diverging(gscale))]
+                parts += [Text("Gradient dL/dW", style="bold"), self.legend(gscale),
+                          Text("\n").join(self.picture(snap.grad, gscale))]
         if snap.update is None:
             parts.append(Text("before/after: shown for observed steps; pause and press n to take one", style="dim"))
         self.query_one("#detail-maps", Static).update(Group(*parts))
+
+    # -- heat maps: colour, or glyphs under NO_COLOR ----------------------------------------------------------
+    @property
+    def few_colours(self) -> bool:
+        """A 16-colour terminal (TERM=xterm): five exact ANSI colours instead of a smooth map."""
+        return self.app.console.color_system == "standard"
+
+    def colours(self, scale: float):
+        return few_colours(scale) if self.few_colours else diverging(scale)
+
+    def picture(self, grid, scale: float, repeat: int = 1) -> list[Text]:
+        """Lines of a signed grid: half blocks in colour, or (NO_COLOR) a glyph per value, `repeat` wide."""
+        if self.app.no_color:
+            return shade_lines(grid, scale, repeat)
+        return render(grid, self.colours(scale))
+
+    def legend(self, scale: float) -> Text:
+        if self.app.no_color:
+            return shade_legend(scale)
+        return few_colours_legend(scale) if self.few_colours else scale_legend(scale)
+
+    def kernel_maps(self, snap, width: int) -> list:
+        """A tile per output filter: its kh x kw kernel, averaged over the input channels."""
+        kernels = snap.kernels
+        labels = [f"#{i}" for i in range(len(kernels))]
+        kw = len(kernels[0][0]) if kernels and kernels[0] else 1
+        zoom = max(1, 6 // kw)  # a 3x3 kernel becomes 6x6 pixels: 6 columns, 3 lines
+
+        def tiles(grids, scale) -> Text:
+            if self.app.no_color:  # a glyph per value, two wide: a 3x3 kernel is 6 columns, 3 lines too
+                return tile([shade_lines(g, scale, 2) for g in grids], labels, width)
+            return tile([render(_enlarge(g, zoom), self.colours(scale)) for g in grids], labels, width)
+
+        shown = f"the first {len(kernels)} of {snap.kernel_filters}" if snap.kernel_filters > len(kernels) else "each"
+        parts: list = [Text(f"Kernels: {shown} output filter's kernel, mean over its input channels", style="bold")]
+        before = None
+        if snap.kernel_updates:
+            before = [tuple(tuple(w - u for w, u in zip(wr, ur)) for wr, ur in zip(k, d))
+                      for k, d in zip(kernels, snap.kernel_updates)]
+        scale = abs_max(*kernels, *(before or ()))
+        parts.append(self.legend(scale))
+        if before is not None:
+            parts += [Text("before the last step"), tiles(before, scale)]
+        parts += [Text("after the last step (now)"), tiles(kernels, scale)]
+        if snap.kernel_grads:
+            gscale = abs_max(*snap.kernel_grads)
+            parts += [Text("Gradient dL/dW per kernel", style="bold"), self.legend(gscale),
+                      tiles(snap.kernel_grads, gscale)]
+        return parts
+
+
+def _enlarge(grid, zoom: int):
+    """Each value as a zoom x zoom block (small kernels read better larger)."""
+    if zoom <= 1:
+        return grid
+    return [[v for v in row for _ in range(zoom)] for row in grid for _ in range(zoom)]
 
 
 def histogram_text(layer: LayerStats) -> Text:

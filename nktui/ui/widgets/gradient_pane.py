@@ -16,7 +16,8 @@ from nktui.ui.format import number, ratio_text, shape_text, sparkline
 
 SPARK_WIDTH = 10
 # (label, key, width): fixed widths that fit the 54 columns of an 80x24 terminal, so that updating a cell never
-# needs a relayout. The detail screen (Enter) shows names and shapes in full.
+# needs a relayout. The detail screen (Enter) shows names and shapes in full; here a long name keeps its end
+# (`…layer1.conv.weight` and `…layer1.bn.weight` stay apart) and a long shape its start (`32x16x…`, a conv kernel).
 COLUMNS = (
     ("layer", "layer", 12),
     ("shape", "shape", 7),
@@ -64,8 +65,8 @@ class GradientPane(DataTable):
         self.border_title = f"Gradients · step {record.step}" + (" [b reverse] history [/]" if scrubbing else "")
         for name, layer in record.layers.items():
             cells = {
-                "layer": name,
-                "shape": shape_text(layer.shape),
+                "layer": fit(name, COLUMNS[0][2], keep_end=True),
+                "shape": fit(shape_text(layer.shape), COLUMNS[1][2], keep_end=False),
                 "grad": Text(number(layer.grad_norm, 2), style="bold red" if layer.nonfinite else ""),
                 "ratio": ratio_text(layer.update_ratio),
                 "hist": Text(sparkline(layer.histogram.counts, SPARK_WIDTH) if layer.histogram else "", style="cyan"),
@@ -84,3 +85,10 @@ class GradientPane(DataTable):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.post_message(self.LayerChosen(str(event.row_key.value)))
+
+
+def fit(text: str, width: int, *, keep_end: bool) -> str:
+    """`text` if it fits `width`, else cut to it with `…` where the cut is: at the start (keep_end) or the end."""
+    if len(text) <= width:
+        return text
+    return "…" + text[len(text) - width + 1:] if keep_end else text[: width - 1] + "…"

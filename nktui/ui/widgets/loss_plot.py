@@ -64,6 +64,8 @@ def step_ticks(first: float, last: float, count: int = 5) -> list[int]:
 
 # The colour key lives in the border title: plotext's own legend does not render braille markers well.
 LEGEND = "Loss [gray]▪raw[/] [cyan]▪smooth[/] [red]●val loss[/] [green]●val acc→[/]"
+# Under NO_COLOR every line is grey: the validation accuracy gets a marker of its own.
+NO_COLOR_LEGEND = "Loss ▪raw ▪smooth ●val loss ×val acc→"
 
 
 class LossPlot(PlotextPlot):
@@ -93,7 +95,8 @@ class LossPlot(PlotextPlot):
             plt.scatter([p.step for p in val], [p.mean for p in val], marker="dot", color="red")
         acc = history.val_accuracy.points()
         if acc:
-            plt.plot([p.step for p in acc], [p.mean for p in acc], marker="dot", color="green", yside="right")
+            marker = "x" if self.app.no_color else "dot"
+            plt.plot([p.step for p in acc], [p.mean for p in acc], marker=marker, color="green", yside="right")
             plt.ylim(0, 1, yside="right")
         if cursor_step is not None:
             plt.vline(cursor_step, color="yellow")
@@ -103,4 +106,8 @@ class LossPlot(PlotextPlot):
             plt.title("waiting for the first step")
         self.border_subtitle = "log y" if self.log_scale else ""
         self.refresh()
+
+    def on_mount(self) -> None:
+        if self.app.no_color:
+            self.border_title = NO_COLOR_LEGEND
 

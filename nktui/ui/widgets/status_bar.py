@@ -1,13 +1,14 @@
 """StatusBar: one line with the run's state and its newest numbers.
 
-`state  step N/LIMIT  epoch E  lr X  loss L  acc A  val V  S samples/s  device`. The words `step`, `lr` and the
-state are written literally so that people and scripts (tmux capture-pane) can read them.
+`state  step N/LIMIT  epoch E  lr X  loss L  acc A  val V  S samples/s  device` (on CUDA: the card's name, memory
+used/total and utilisation). The words `step`, `lr` and the state are written literally so that people and scripts
+(tmux capture-pane) can read them.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from nktui.training import RunState
 from nktui.ui.format import lr_text, number, rate
@@ -22,18 +23,34 @@ STATE_STYLES = {
 }
 
 
-class StatusBar(Static):
+class StatusBar(Widget):
+    """One line, always: it repaints itself without asking the screen for a new layout (`Static.update` would,
+    a few times a second, and a layout pass re-renders every widget)."""
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 1;
+    }
+    """
     text = ""  # the plain text shown now (tests and scripts read it)
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._content = Text()
+
+    def render(self) -> Text:
+        return self._content
+
     def show(self, session) -> None:
-        """Update from the session; redraws only when the text changed (fewer bytes over SSH)."""
-        text = Text()
+        """Update from the session; repaints only when the text changed (fewer bytes over SSH)."""
+        text = Text(no_wrap=True, overflow="crop")
         for part, style in fit(parts(session), self.size.width or 200):
             text.append(part, style=style)
             text.append(" ")
         if text.plain != self.text:
             self.text = text.plain
-            self.update(text)
+            self._content = text
+            self.refresh()
 
 
 def parts(session) -> list[tuple[str, str, int]]:
@@ -69,11 +86,12 @@ def fit(items: list[tuple[str, str, int]], width: int) -> list[tuple[str, str]]:
 
 
 def device_text(device) -> str:
-    """`cpu`, or `cuda:0 1.2/80.0 GiB` with this process's allocated and the card's total memory."""
-    from nktui.training.devices import cuda_memory
-
-    memory = cuda_memory(device)
-    if memory is None:
+    """`cpu`, or on CUDA `cuda:0 H100 80GB HBM3 12.3/79.6 GiB 87%`: the card's name, its memory in use and in all,
+    and its utilisation (with nvidia-ml-py). The card is asked at most once a second (`nktui.training.gpu`)."""
+    if getattr(device, "type", str(device)) != "cuda":
         return str(device)
-    used, total = memory
-    return f"{device} {used / 2**30:.1f}/{total / 2**30:.1f} GiB"
+    from nktui.training.gpu import gpu_monitor, gpu_text
+
+    monitor = gpu_monitor(device)
+    text = gpu_text(monitor.reading() if monitor is not None else None)
+    return f"{device} {text}" if text else str(device)

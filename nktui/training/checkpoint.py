@@ -1,0 +1,152 @@
+"""Checkpoints: `last.pt` holds a run's full state, written atomically, read back with `weights_only=True`.
+
+A checkpoint is `nktui.training.state.capture_state(trainer)` with every tensor on the CPU: the model, the
+optimizer (moments, step counts, the LR in use), the config, the step and epoch, the data set's name and classes,
+the model's parameter signature, and every RNG (torch, CUDA, numpy, Python). The data position needs nothing
+more: batch s is a pure function of the seed and s. So restoring a checkpoint and training on gives bit for bit
+the weights the run would have had without the stop (on the CPU; CUDA kernels may differ in the last bits).
+
+Writing is atomic (`atomic_save`: a temporary file in the same folder, flushed and fsynced, renamed over the
+old one), so a crash or a kill mid-write leaves the previous `last.pt` whole. A state whose weights hold nan or
+inf is never written: the last good checkpoint stays.
+
+Who writes `last.pt`: `nktui.training.keeper.Checkpointer`, attached to the trainer, on the training thread.
+Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+from .state import FORMAT, VERSION, capture_state, restore_state
+
+LEGACY_FORMAT = "nktui-checkpoint"  # last.pt of nktui before checkpoints held the RNGs: weights only, no resume
+REQUIRED = ("model", "optimizer", "config", "step", "epoch", "rng", "signature", "dataset", "classes")
+
+
+# -- writing -------------------------------------------------------------------------------------------------------
+def to_cpu(value: Any) -> Any:
+    """The same structure with every tensor on the CPU (loadable on a machine without the GPU)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_cpu(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(to_cpu(v) for v in value)
+    return value
+
+
+def checkpoint_state(trainer: Any) -> dict[str, Any]:
+    """What `last.pt` holds: the full state, on the CPU. Run it on the training thread (it reads the tensors)."""
+    return to_cpu(capture_state(trainer))
+
+
+def nonfinite_tensor(state: Mapping[str, Any]) -> str | None:
+    """The name of the first model tensor in a state's `model` that holds nan or inf, or None."""
+    for name, tensor in state["model"].items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save into a temporary file in the same folder, flush, fsync, then rename over `path`: a crash
+    mid-write leaves the previous file intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not every platform can open a folder
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+def write_state(state: dict[str, Any], path: str | Path) -> Path:
+    """Write a captured state as a checkpoint; CheckpointError (and nothing written) when its weights hold nan/inf."""
+    bad = nonfinite_tensor(state)
+    if bad is not None:
+        raise CheckpointError(f"not saved: the weights at step {state['step']} hold nan/inf (first: {bad})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_save(to_cpu(state), path)
+
+
+def save_checkpoint(trainer: Any, path: str | Path) -> Path:
+    """Write `trainer`'s full state to `path` atomically. On the training thread: `controller.call(lambda t:
+    save_checkpoint(t, path))`. CheckpointError when the weights hold nan or inf (the old file stays)."""
+    return write_state(capture_state(trainer), path)
+
+
+# -- reading -------------------------------------------------------------------------------------------------------
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint (tensors on the CPU) with `weights_only=True`; CheckpointError says what is wrong.
+
+    A folder means its `last.pt`. Checkpoints of an older nktui (weights and optimizer, no RNGs) load too; only
+    `require_resumable` refuses them."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "last.pt"
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {p} does not exist: give the last.pt of a run directory")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} is not a file: give the last.pt of a run directory")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        detail = " ".join(str(exc).split()).split(". ")[0][:160]
+        raise CheckpointError(
+            f"cannot read checkpoint {p}: it is truncated, corrupt or not an nktui checkpoint ({detail})"
+        ) from None
+    kind = state.get("format") if isinstance(state, dict) else None
+    if kind not in (FORMAT, LEGACY_FORMAT):
+        raise CheckpointError(f"{p} is not an nktui checkpoint (no {FORMAT!r} header in it)")
+    if kind == FORMAT and state.get("version", 0) > VERSION:
+        raise CheckpointError(f"{p} was written by a newer nktui (format {state['version']}); update nktui")
+    needed = REQUIRED if kind == FORMAT else ("model", "optimizer", "config", "step", "epoch")
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {p} lacks {', '.join(missing)}: it is incomplete")
+    return state
+
+
+def require_resumable(state: Mapping[str, Any], path: str | Path) -> None:
+    """CheckpointError unless the checkpoint holds the full state (an older nktui's last.pt has no RNGs)."""
+    if state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} was written by an older nktui without the random number generators' state, so it cannot be "
+            "resumed exactly; start a new run (its weights still load with torch.load)"
+        )
+
+
+def resume_from(trainer: Any, state: dict[str, Any], *, lr: float | None = None) -> None:
+    """Put a freshly built trainer where the checkpoint stopped: weights, optimizer, step, RNGs. `lr`: the LR to
+    go on with instead of the one the checkpoint was using. CheckpointError if the state is of another model or
+    data set (it says what differs)."""
+    restore_state(trainer, state)
+    if lr is not None:
+        trainer.set_lr(lr)
+    trainer.trajectory.clear()  # the descent path starts here: the steps before are not in memory
+    trainer.trajectory.record(trainer.step_count)

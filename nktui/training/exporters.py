@@ -1,0 +1,266 @@
+"""Exports of a run next to `metrics.jsonl`: `metrics.csv` and TensorBoard event files, written from records.
+
+    runs/20250101-120000/
+        metrics.jsonl                   always (nktui.training.rundir.MetricsWriter)
+        metrics.csv                     --csv
+        events.out.tfevents.*           --tensorboard: `tensorboard --logdir runs` shows every run side by side
+
+Every writer here has `write(records)` and `close()` and is called by whoever reads `trainer.records` (`nktui
+train`'s main thread, the app's poll), never by the trainer: an export costs the training loop nothing. `RunWriters`
+hands the same records to all of a run's writers; `open_writers` makes the ones a RunConfig asks for.
+
+metrics.csv holds the same rows as metrics.jsonl's step and eval rows, in the same order, under a fixed header:
+
+    step,epoch,loss,accuracy,lr,samples_per_sec,val_loss,val_accuracy,fc.weight/grad_norm,fc.weight/update_ratio,...
+
+A step row fills the training columns and one `<layer>/grad_norm` and `<layer>/update_ratio` pair per parameter
+tensor; an eval row fills `val_loss` and `val_accuracy`. An empty cell is a value JSONL writes as `null` (not
+measured, or not finite). TensorBoard gets the scalars `train/loss`, `train/accuracy`, `train/lr`,
+`train/samples_per_sec`, `val/loss`, `val/accuracy`, `grad_norm/<layer>`, `update_ratio/<layer>`, and each
+layer's gradient histogram `grad/<layer>` (from `LayerStats.histogram`; `enable_histograms` asks the trainer for
+them). TensorBoard is optional: `pip install 'nktui[tensorboard]'`.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .config import RunConfig
+from .errors import ConfigError
+from .records import EvalResult, LayerStats, StepRecord
+from .rundir import METRICS_FILE, MetricsWriter, eval_row, step_row
+
+CSV_FILE = "metrics.csv"
+TENSORBOARD_BINS = 30  # gradient histogram bins when TensorBoard asks for histograms and nobody else did
+TENSORBOARD_HINT = "pip install 'nktui[tensorboard]' (or pip install tensorboard)"
+BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "samples_per_sec", "val_loss", "val_accuracy")
+LAYER_COLUMNS = ("grad_norm", "update_ratio")
+
+
+class Writer(Protocol):
+    def write(self, records: Iterable[Any]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def metric_row(record: Any, log_every: int) -> dict[str, Any] | None:
+    """The metrics.jsonl row of a step or validation record (None for a step that is not logged, and for
+    watchpoint hits and rewinds, which are events, not metrics)."""
+    if isinstance(record, StepRecord):
+        return step_row(record) if record.step % log_every == 0 else None
+    if isinstance(record, EvalResult) and record.split == "val":
+        return eval_row(record)
+    return None
+
+
+# -- metrics.csv ------------------------------------------------------------------------------------------------
+def csv_header(layers: Sequence[str]) -> list[str]:
+    return [*BASE_COLUMNS, *(f"{layer}/{column}" for layer in layers for column in LAYER_COLUMNS)]
+
+
+def csv_values(row: dict[str, Any], layers: Sequence[str]) -> list[Any]:
+    """A metrics.jsonl row as the CSV's cells (None: an empty cell)."""
+    if row["type"] == "eval":
+        cells = [row["step"], row["epoch"], None, None, None, None, row["loss"], row["accuracy"]]
+        return cells + [None] * (len(layers) * len(LAYER_COLUMNS))
+    cells = [row[name] for name in BASE_COLUMNS[:6]] + [None, None]
+    for layer in layers:
+        stats = row["layers"].get(layer, {})
+        cells += [stats.get(column) for column in LAYER_COLUMNS]
+    return cells
+
+
+class CsvWriter:
+    """Appends the step and eval rows of records to `metrics.csv`; the header (from the model's parameter names) is
+    written when the file is new."""
+
+    def __init__(self, path: str | Path, log_every: int, layers: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.log_every = log_every
+        self.layers = tuple(layers)
+        self.rows = 0
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file: IO[str] = open(self.path, "a", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file)
+        if new:
+            self._csv.writerow(csv_header(self.layers))
+            self._file.flush()
+
+    def write(self, records: Iterable[Any]) -> int:
+        written = 0
+        for record in records:
+            row = metric_row(record, self.log_every)
+            if row is not None:
+                self._csv.writerow(["" if v is None else v for v in csv_values(row, self.layers)])
+                written += 1
+        if written:
+            self._file.flush()
+        self.rows += written
+        return written
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_csv(path: str | Path) -> list[dict[str, float | int | None]]:
+    """metrics.csv's rows as dicts of numbers (an empty cell: None); `step` and `epoch` as ints."""
+    out = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            values: dict[str, float | int | None] = {}
+            for key, cell in row.items():
+                values[key] = None if cell == "" else int(cell) if key in ("step", "epoch") else float(cell)
+            out.append(values)
+    return out
+
+
+# -- TensorBoard ------------------------------------------------------------------------------------------------
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def check_exports(config: RunConfig) -> None:
+    """ConfigError before anything starts when an export needs a package that is not installed."""
+    if config.tensorboard and not tensorboard_available():
+        raise ConfigError(f"--tensorboard needs the tensorboard package, which is not installed: {TENSORBOARD_HINT}")
+
+
+def tensorboard_histogram(stats: LayerStats) -> dict[str, Any] | None:
+    """`SummaryWriter.add_histogram_raw` arguments for a layer's gradient histogram, or None without one.
+
+    Our histogram has equal-width bins between the gradient's min and max. TensorBoard stores each bucket by its
+    right edge, so, as torch's own `add_histogram` does, an empty bucket ending at the minimum goes first: the
+    buckets are then (-inf, lo], (lo, e1], ..., (e_n-1, hi]. The sum and the sum of squares come from the
+    gradient's mean and norm, which are exact over every value (the counts are too)."""
+    hist = stats.histogram
+    if hist is None or not hist.counts:
+        return None
+    edges = hist.edges()
+    counts = [0, *hist.counts]
+    if hist.hi <= hist.lo:  # every value the same: one bucket
+        edges, counts = [hist.lo, hist.hi], [0, sum(hist.counts)]
+    n = stats.numel
+    return {
+        "min": hist.lo,
+        "max": hist.hi,
+        "num": n,
+        "sum": stats.grad_mean * n,
+        "sum_squares": stats.grad_norm**2,
+        "bucket_limits": edges,
+        "bucket_counts": counts,
+    }
+
+
+class TensorBoardWriter:
+    """Scalars and gradient histograms of the logged steps and every validation, as TensorBoard event files in
+    `log_dir` (torch's SummaryWriter: its own thread writes the file, flushed every `flush_secs` and on close)."""
+
+    def __init__(self, log_dir: str | Path, log_every: int, *, flush_secs: int = 10) -> None:
+        check_exports(RunConfig(tensorboard=True))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = Path(log_dir)
+        self.log_every = log_every
+        self.rows = 0
+        self._writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+
+    def _scalar(self, tag: str, value: float | None, step: int) -> None:
+        if value is not None and math.isfinite(value):  # TensorBoard draws nan as a gap anyway; leave it out
+            self._writer.add_scalar(tag, value, step)
+
+    def write(self, records: Iterable[Any]) -> int:
+        written = 0
+        for record in records:
+            if isinstance(record, StepRecord) and record.step % self.log_every == 0:
+                step = record.step
+                self._scalar("train/loss", record.loss, step)
+                self._scalar("train/accuracy", record.accuracy, step)
+                self._scalar("train/lr", record.lr, step)
+                self._scalar("train/samples_per_sec", record.samples_per_sec, step)
+                for name, stats in record.layers.items():
+                    self._scalar(f"grad_norm/{name}", stats.grad_norm, step)
+                    self._scalar(f"update_ratio/{name}", stats.update_ratio, step)
+                    histogram = tensorboard_histogram(stats)
+                    if histogram is not None:
+                        self._writer.add_histogram_raw(f"grad/{name}", global_step=step, **histogram)
+                written += 1
+            elif isinstance(record, EvalResult) and record.split == "val":
+                self._scalar("val/loss", record.loss, record.step)
+                self._scalar("val/accuracy", record.accuracy, record.step)
+                written += 1
+        self.rows += written
+        return written
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+# -- all of a run's writers -------------------------------------------------------------------------------------
+class RunWriters:
+    """The writers of one run, fed the same records. `rows` counts metrics.jsonl's rows (the first writer)."""
+
+    def __init__(self, writers: Sequence[Writer], files: Sequence[str]) -> None:
+        self.writers = list(writers)
+        self.files = tuple(files)  # what they write, for the closing summary: metrics.jsonl, metrics.csv ...
+
+    @property
+    def rows(self) -> int:
+        return getattr(self.writers[0], "rows", 0) if self.writers else 0
+
+    def write(self, records: Iterable[Any]) -> int:
+        records = list(records)
+        counts = [writer.write(records) for writer in self.writers]
+        return counts[0] if counts else 0
+
+    def close(self) -> None:
+        errors = []
+        for writer in self.writers:
+            try:
+                writer.close()
+            except Exception as exc:  # close them all, then report the first failure
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> RunWriters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def enable_histograms(trainer: Any, config: RunConfig) -> None:
+    """Ask the trainer for gradient histograms on observed steps when TensorBoard will draw them (safe from any
+    thread: the next observed step uses the setting)."""
+    if config.tensorboard and not trainer.instruments.histogram_bins:
+        trainer.instruments.histogram_bins = TENSORBOARD_BINS
+
+
+def open_writers(run_dir: str | Path, config: RunConfig, layers: Sequence[str]) -> RunWriters:
+    """metrics.jsonl, plus metrics.csv (`config.csv`) and TensorBoard event files (`config.tensorboard`), all in
+    `run_dir`. `layers`: the model's parameter names, in order (`trainer.instruments.names`): the CSV's columns."""
+    run_dir = Path(run_dir)
+    writers: list[Writer] = []
+    files: list[str] = []
+    try:
+        writers.append(MetricsWriter(run_dir / METRICS_FILE, config.log_every))
+        files.append(METRICS_FILE)
+        if config.csv:
+            writers.append(CsvWriter(run_dir / CSV_FILE, config.log_every, layers))
+            files.append(CSV_FILE)
+        if config.tensorboard:
+            writers.append(TensorBoardWriter(run_dir, config.log_every))
+            files.append("TensorBoard events")
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        raise
+    return RunWriters(writers, files)

@@ -1,0 +1,179 @@
+"""Who writes a run's last.pt, and when: `Checkpointer` on the training thread, `RunKeeper` for the reader.
+
+`Checkpointer` is attached to the trainer (`Trainer(..., checkpointer=...)`) and writes last.pt on the training
+thread: every `checkpoint_every` steps (every SAVE_EVERY_SECONDS of training when that is 0), after a fault (the
+newest state the rewind buffer kept from before it, so a crash costs at most `rewind_every` steps), and whenever
+a reader asks. `RunKeeper` is the reader's side (the app's thread, `nktui train`'s main thread):
+
+    keeper = RunKeeper(run_dir, config)                      # or resume=ResumePlan: go on from a checkpoint
+    controller = launch(config, **keeper.trainer_kwargs())  # the trainer gets the checkpointer (and the state)
+    keeper.create()                                          # once the trainer is built: the folder and config.toml
+    keeper.save(controller)                                  # a Future: last.pt now (the `s` key, the end, an exit)
+    keeper.log_failure(controller.error_traceback)           # the run failed: the traceback into nktui.log
+    print(keeper.exit_line("quit at step 120"))              # `... Resume: nktui --resume runs/X/last.pt`
+
+The files themselves (full state, atomic writes, nan refused) are `nktui.training.checkpoint`'s. Importing this
+module imports neither torch nor Textual: the app builds its keeper before torch has loaded.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .errors import CheckpointError
+from .rundir import CHECKPOINT_FILE, LOG_FILE, create_run_dir, write_log
+
+SAVE_EVERY_SECONDS = 600.0  # with checkpoint_every 0, last.pt is still written this often while training
+TIME_CHECK_STEPS = 64  # the clock is read once per this many steps, not every step
+
+
+class Checkpointer:
+    """Writes `path` (a run's last.pt) for a trainer, on the training thread.
+
+    `every`: also every that many steps (0: every SAVE_EVERY_SECONDS of training instead). `saved_step` is the
+    step of the newest file written, `error` the newest failure to write one (a full disk, nan weights); a failed
+    save never stops the run."""
+
+    def __init__(self, path: str | Path, every: int = 0, *, seconds: float = SAVE_EVERY_SECONDS) -> None:
+        self.path = Path(path)
+        self.every = every
+        self.seconds = seconds if not every else 0.0
+        self.saved_step: int | None = None
+        self.error: str | None = None
+        self.saves = 0  # files written
+        self._last_time = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        """Whether the periodic save falls on this step (cheap: called after every step)."""
+        if self.every:
+            return step % self.every == 0
+        if self.seconds and step % TIME_CHECK_STEPS == 0:
+            return time.monotonic() - self._last_time >= self.seconds
+        return False
+
+    def save(self, trainer: Any) -> int:
+        """Write the trainer's state now; returns its step. Raises CheckpointError / OSError (see `try_save`)."""
+        from .state import capture_state
+
+        return self._write(capture_state(trainer))
+
+    def try_save(self, trainer: Any) -> int | None:
+        """`save`, but a failure is kept in `error` instead of raised: the periodic saves use this."""
+        try:
+            return self.save(trainer)
+        except (CheckpointError, OSError) as exc:
+            self.error = _describe(exc, self.path)
+            self._last_time = time.monotonic()  # do not retry every step
+            return None
+
+    def after_fault(self, trainer: Any) -> int | None:
+        """The run failed: write the newest state kept from before the fault, if newer than last.pt. Never raises."""
+        try:
+            kept = trainer.rewinds.newest()
+            if kept is None:
+                return None
+            step, state = kept
+            if self.saved_step is not None and step <= self.saved_step:
+                return None
+            return self._write(state)
+        except BaseException as exc:  # the device may be unusable after the fault: the old last.pt stays
+            self.error = _describe(exc, self.path)
+            return None
+
+    def _write(self, state: dict[str, Any]) -> int:
+        from .checkpoint import write_state
+
+        write_state(state, self.path)
+        self.saved_step = int(state["step"])
+        self.saves += 1
+        self.error = None
+        self._last_time = time.monotonic()
+        return self.saved_step
+
+
+class RunKeeper:
+    """A run directory seen from the thread that reads the records: makes it, asks for last.pt, logs, says how to
+    resume. Its `checkpointer` goes to the trainer (`trainer_kwargs`)."""
+
+    def __init__(self, run_dir: str | Path, config: RunConfig, *, resume: Any = None, headless: bool = False) -> None:
+        """`resume`: a `nktui.resume.ResumePlan` (its state is handed to the trainer, once). `headless`: the resume
+        command to suggest is `nktui train --resume` rather than `nktui --resume`."""
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.checkpoint = self.run_dir / CHECKPOINT_FILE
+        self.checkpointer = Checkpointer(self.checkpoint, config.checkpoint_every)
+        self.resume = resume
+        self.headless = headless
+        self.created = False
+        self.failure_logged = False
+        if resume is not None and getattr(resume, "in_place", False):
+            self.checkpointer.saved_step = resume.step  # last.pt is there already, holding that step
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """What the trainer is built with: the checkpointer, and the checkpoint to resume from (the first time)."""
+        kwargs: dict[str, Any] = {"checkpointer": self.checkpointer}
+        if self.resume is not None:
+            kwargs["resume"] = self.resume.state
+        return kwargs
+
+    def create(self) -> Path:
+        """Make the folder and write config.toml (ConfigError when it cannot be written)."""
+        create_run_dir(self.run_dir, self.config)
+        self.created = True
+        return self.run_dir
+
+    def save(self, controller: Any) -> Future:
+        """Ask the training thread to write last.pt at its next step boundary; the Future gets the step saved."""
+        checkpointer = self.checkpointer
+        return controller.call(lambda trainer: checkpointer.save(trainer))
+
+    def log_failure(self, text: str) -> Path | None:
+        """Append a traceback to nktui.log (once per failure); None when the folder was never made."""
+        if not self.created or self.failure_logged or not text:
+            return None
+        self.failure_logged = True
+        return write_log(self.run_dir, text)
+
+    def note(self, line: str) -> None:
+        """Append a line to nktui.log when the folder exists (how a run ended, when nobody may see the terminal)."""
+        if self.created:
+            try:
+                write_log(self.run_dir, line)
+            except OSError:
+                pass
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / LOG_FILE
+
+    @property
+    def saved_step(self) -> int | None:
+        return self.checkpointer.saved_step
+
+    def resume_command(self) -> str:
+        return resume_command(self.checkpoint, headless=self.headless)
+
+    def exit_line(self, what: str) -> str:
+        """The last line to print: what happened, what last.pt holds, and the command that resumes from it."""
+        step = self.saved_step
+        if step is None:
+            return f"nktui: {what}; no checkpoint was written (run directory: {self.run_dir})"
+        return f"nktui: {what}; {self.checkpoint} holds step {step}. Resume: {self.resume_command()}"
+
+
+def resume_command(path: str | Path, *, headless: bool) -> str:
+    """The command that continues from `path`: `nktui --resume runs/X/last.pt` (or `nktui train --resume ...`)."""
+    return f"nktui {'train ' if headless else ''}--resume {shlex.quote(str(path))}"
+
+
+def _describe(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, CheckpointError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"cannot write {path}: {exc.strerror or exc}"
+    return f"cannot write {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"

@@ -1,0 +1,138 @@
+"""The app's run directory and how a run ends: where each session writes, stop signals, and the last line.
+
+`nktui` (the app) writes a run directory like `nktui train` does: config.toml, metrics.jsonl (from the app's own
+poll, never the training loop), last.pt and nktui.log. The first session writes to the folder the command line
+chose (`--run-dir`, the resumed checkpoint's folder, or `runs/<date-time>/`); a restart (`r`) is a new run and
+writes to the next free folder beside it (`<run-dir>-2`, `-3` ...). An app made without a run directory (tests,
+scripts) writes nothing.
+
+Every way out saves last.pt first (at a step boundary, on the training thread): `q`, ctrl+c (a key inside the
+app), and the signals SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped SSH connection). Then the app
+exits with code 0, Textual gives the terminal back, and `run_app` prints the line that says what last.pt holds and
+how to resume. After a stop signal `exit_watchdog` ends the process within SIGNAL_EXIT_SECONDS whatever happens.
+No widgets here; no tensor code (the training thread writes the checkpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from nktui.signals import STOP_SIGNALS, StopSignals, exit_watchdog, handled
+from nktui.training.keeper import RunKeeper
+from nktui.training.rundir import RUN_FILES
+
+SAVE_TIMEOUT = 2.0  # an exit waits at most this long for the trainer to write last.pt
+SIGNAL_EXIT_SECONDS = 2.8  # after a stop signal the process has exited by then, whatever else happens
+
+
+def holds_run(path: Path) -> bool:
+    return any((path / name).exists() for name in RUN_FILES)
+
+
+def next_run_dir(path: Path) -> Path:
+    """`path` while it holds no run yet, else the first of `path-2`, `path-3` ... that holds none: a restart's
+    folder."""
+    if not holds_run(path):
+        return path
+    n = 2
+    while holds_run(path.with_name(f"{path.name}-{n}")):
+        n += 1
+    return path.with_name(f"{path.name}-{n}")
+
+
+def make_keeper(app: Any, config: Any) -> RunKeeper | None:
+    """The keeper for the session the app starts now (None when the app writes no files). The resumed checkpoint
+    goes to the first session only; a restart starts afresh."""
+    if app.run_dir is None:
+        return None
+    resume, app.resume = app.resume, None
+    if resume is not None:
+        return RunKeeper(resume.run_dir, config, resume=resume)
+    return RunKeeper(next_run_dir(Path(app.run_dir)), config)
+
+
+def install_signal_handlers(app: Any) -> StopSignals:
+    """SIGINT, SIGTERM and SIGHUP make the app save and exit cleanly (call from on_mount: the loop is running)."""
+    stops = StopSignals(lambda name: on_stop_signal(app, name))
+    loop = asyncio.get_running_loop()
+    for sig in handled(STOP_SIGNALS):  # (not a signal the process was started ignoring: nohup)
+        try:
+            loop.add_signal_handler(sig, stops.received, sig.name)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no Unix signals
+            continue
+    return stops
+
+
+def on_stop_signal(app: Any, name: str) -> None:
+    """On the event loop: the first stop signal saves, stops and exits; later ones are ignored (the watchdog
+    guarantees the exit)."""
+    if app.stop_signal is not None:
+        return
+    app.stop_signal = name
+    exit_watchdog(SIGNAL_EXIT_SECONDS, lambda: print_line(app.exit_line))
+    app.shutdown(f"stopped by {name}")
+
+
+def print_line(line: str | None) -> None:
+    """Print the closing line; a terminal or pipe that is gone is no reason to fail."""
+    if not line:
+        return
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def run(app_class: Any, config: Any, *, paused: bool = False, resume: Any = None) -> int:
+    """`run_app`: choose the run directory (a one-line error and code 2 if it is taken), run the app, save on the way
+    out even if Textual ended on its own, print the closing line."""
+    from nktui.cli import print_error
+    from nktui.training import NktuiError
+    from nktui.training.rundir import choose_run_dir
+
+    try:
+        run_dir = resume.run_dir if resume is not None else choose_run_dir(config)
+    except NktuiError as exc:
+        print_error(exc)
+        return 2
+    app = app_class(config, paused=paused, run_dir=run_dir, resume=resume, handle_signals=True)
+    try:
+        code = app.run()
+    finally:
+        if app.session is not None and not app.session.closed:  # Textual ended on its own: save all the same
+            app.exit_line = app.session.close("the app ended", timeout=SAVE_TIMEOUT)
+        print_line(app.exit_line)
+    return code if isinstance(code, int) else (app.return_code or 0)
+
+
+# -- what the app says about last.pt -----------------------------------------------------------------------------------
+def save_now(app: Any) -> None:
+    """The `s` key: ask the training thread for last.pt now; the tick reports the result (`report_checkpoint`)."""
+    session = app.session
+    if not session.save():
+        why = "this app writes no run directory" if app.run_dir is None else f"the run is {session.state.value}"
+        app.notify(f"nothing to save: {why}", title="Checkpoint", severity="warning")
+
+
+def report_checkpoint(app: Any, changes: Any) -> None:
+    if changes.save_error:
+        app.notify(changes.save_error, title="Checkpoint not saved", severity="error", timeout=8, markup=False)
+    else:
+        path = app.session.keeper.checkpoint
+        app.notify(f"{path} holds step {changes.saved_step}", title="Saved", timeout=4, markup=False)
+
+
+def failure_note(session: Any) -> str:
+    """`Traceback in runs/X/nktui.log; last.pt holds step 32 (from before the fault). ` for the error line."""
+    keeper = session.keeper
+    if keeper is None or not keeper.created:
+        return ""
+    parts = []
+    if session.failure_log is not None:
+        parts.append(f"Traceback in {session.failure_log}")
+    step = keeper.saved_step
+    parts.append(f"{keeper.checkpoint} holds step {step} (from before the fault)" if step is not None
+                 else "no checkpoint was written before the fault")
+    return "; ".join(parts) + ". "

@@ -1,0 +1,246 @@
+"""Bad input never costs a run or a terminal: on the command line one line and exit code 2, in the app a notice or
+the error line with the app still up; a fault inside the trainer, a nan, a terminal of 40x10."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from textual.widgets import Input
+
+from nktui import cli
+from nktui.training import RunConfig, RunState, Trainer
+from nktui.training.checkpoint import load_checkpoint, save_checkpoint
+from nktui.training.rundir import create_run_dir, read_metrics
+from nktui.ui.app import NktuiApp
+from nktui.ui.screens.confirm import ConfirmDialog
+from nktui.ui.widgets.too_small import TooSmall
+
+MLP_FILE = """from torch import nn
+def build(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, {hidden}), nn.Tanh(), nn.Linear({hidden}, num_classes))
+"""
+RAISES_FILE = "def build(input_shape, num_classes):\n    raise RuntimeError('factory boom')\n"
+FAILS_AT_50 = """import torch
+from torch import nn
+class M(nn.Module):
+    def __init__(self):
+        super().__init__(); self.fc = nn.Linear(64, 10); self.calls = 0
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == 50: raise RuntimeError('boom at step 50')
+        return self.fc(x.flatten(1))
+def build(input_shape, num_classes):
+    return M()
+"""
+NAN_AT_10 = FAILS_AT_50.replace("raise RuntimeError('boom at step 50')", "return self.fc(x.flatten(1)) * float('nan')")
+NAN_AT_10 = NAN_AT_10.replace("self.calls == 50", "self.calls == 10")
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Broken inputs on disk: folders, a file, model files, checkpoints."""
+    (tmp_path / "empty").mkdir()
+    for name in ("cat", "dog"):
+        (tmp_path / "no_images" / name).mkdir(parents=True)
+    (tmp_path / "no_images" / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "file.txt").write_text("a file")
+    (tmp_path / "raises.py").write_text(RAISES_FILE)
+    (tmp_path / "mlp.py").write_text(MLP_FILE.format(hidden=16))
+    config = RunConfig(device="cpu", model=f"{tmp_path / 'mlp.py'}:build", steps=20)
+    trainer = Trainer(config)
+    trainer.step()
+    run = create_run_dir(tmp_path / "run", config)
+    checkpoint = save_checkpoint(trainer, run / "last.pt")
+    data = checkpoint.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    return tmp_path
+
+
+CASES = {  # name: (arguments, what the one line says)
+    "lr empty": (["--lr="], "lr is empty"),
+    "batch bigger than the data": (["--batch-size", "5000"], "larger than the training set (1438 samples)"),
+    "empty data folder": (["--dataset", "imagefolder:{tmp}/empty"], "has no subfolders"),
+    "no images": (["--dataset", "imagefolder:{tmp}/no_images"], "has no images"),
+    "a file as a folder": (["--dataset", "imagefolder:{tmp}/file.txt"], "is a file, not a folder"),
+    "empty torchvision folder": (["--dataset", "fashion-mnist", "--data-dir", "{tmp}/empty", "--no-download"],
+                                 "FashionMNIST/raw/"),
+    "factory raises": (["--model", "{tmp}/raises.py:build"], "raised RuntimeError: factory boom"),
+    "truncated checkpoint": (["--resume", "{tmp}/cut.pt"], "truncated, corrupt or not an nktui checkpoint"),
+    "missing checkpoint": (["--resume", "{tmp}/nothing.pt"], "does not exist"),
+    "resume with another model": (["--resume", "{tmp}/run", "--model", "linear"], "--model linear differs from"),
+}
+
+
+APP_CHECKS_ITSELF = ("batch bigger than the data", "empty data folder", "no images", "a file as a folder",
+                     "empty torchvision folder", "factory raises")  # once its trainer is built: the app tests below
+
+
+@pytest.mark.parametrize(
+    "case, command",
+    [(case, "train") for case in CASES] + [(case, "app") for case in CASES if case not in APP_CHECKS_ITSELF],
+)
+def test_bad_input_on_the_command_line_is_one_line_and_exit_2(case, command, files, monkeypatch, capsys):
+    monkeypatch.chdir(files)
+    monkeypatch.setattr("nktui.ui.app.NktuiApp.run", lambda self: pytest.fail("the app started"), raising=True)
+    args, expected = CASES[case]
+    args = [a.replace("{tmp}", str(files)) for a in args]
+    before = sorted(p.name for p in (files / "run").iterdir())
+    code = cli.main((["train"] if command == "train" else []) + args + ["--steps", "30", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("nktui: error: ") and expected in lines[0], lines[0]
+    assert not (files / "runs").exists()  # nothing written ...
+    assert sorted(p.name for p in (files / "run").iterdir()) == before  # ... and nothing lost
+
+
+def test_a_checkpoint_of_another_model_says_what_differs(files, capsys):
+    (files / "mlp.py").write_text(MLP_FILE.format(hidden=32))  # the model file changed since the checkpoint
+    code = cli.main(["train", "--resume", str(files / "run" / "last.pt"), "--steps", "30"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "another model" in err and "1.bias is 16 there and 32 here" in err
+    assert load_checkpoint(files / "run" / "last.pt")["step"] == 1  # untouched
+
+
+def test_a_nan_ends_nktui_train_with_code_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    (tmp_path / "nan.py").write_text(NAN_AT_10)
+    run = tmp_path / "run"
+    code = cli.main(["train", "--model", f"{tmp_path / 'nan.py'}:build", "--device", "cpu", "--steps", "1000",
+                     "--checkpoint-every", "5", "--log-every", "1", "--run-dir", str(run)])
+    out, err = capsys.readouterr()
+    assert code == 3, err
+    assert "watchpoint nonfinite" in err and "fc.weight" in err and "Traceback" not in err
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 5 and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert "hold nan/inf" in err  # the end's save was refused, and it says so
+    assert out.splitlines()[-1] == f"resume: nktui train --resume {run / 'last.pt'}"
+    assert [r["watchpoint"] for r in read_metrics(run / "metrics.jsonl") if r["type"] == "watch"] == ["nonfinite"]
+
+
+# -- the app -----------------------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def stop_sessions(monkeypatch):
+    """Every app made here has its trainer stopped at the end, also when the test failed half-way."""
+    made: list[NktuiApp] = []
+    original = NktuiApp.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(NktuiApp, "__init__", init)
+    yield
+    for app in made:
+        if app.session is not None:
+            app.session.stop(5.0)
+
+
+async def until(pilot, predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+def record_notices(app) -> list[tuple[str, str]]:
+    """Every (message, severity) the app notifies from now on."""
+    seen: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message, *, title="", severity="information", **kwargs):
+        seen.append((str(message), severity))
+        return notify(message, title=title, severity=severity, **kwargs)
+
+    app.notify = recording
+    return seen
+
+
+async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
+    app = NktuiApp(RunConfig(device="cpu", steps=10**6, dataset=f"imagefolder:{files / 'no_images'}"), paused=True)
+    seen = record_notices(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.session.state is RunState.FAILED, "the failure")
+        await pilot.pause(0.3)
+        assert "has no images" in str(app.error_line.render()) and app.error_line.display
+        assert any("has no images" in m and s == "error" for m, s in seen)
+        for changes, expected in (
+            ({"dataset": "digits"}, None),
+            ({"batch_size": "5000"}, "larger than the training set"),
+            ({"batch_size": "32", "model": f"{files / 'raises.py'}:build"}, "factory boom"),
+        ):
+            for field, value in changes.items():
+                app.query_one(f"#f-{field}", Input).value = value
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirmation")
+            await pilot.press("y")
+            if expected is None:
+                continue
+            await until(pilot, lambda: app.session.state is RunState.FAILED, f"{changes} to fail")
+            await pilot.pause(0.3)
+            assert expected in str(app.error_line.render())
+            assert app.is_running
+        app.query_one("#f-model", Input).value = "linear"
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the fixed config to start")
+
+
+async def test_a_trainer_fault_keeps_the_app_up_with_the_traceback_logged(tmp_path):
+    (tmp_path / "fails.py").write_text(FAILS_AT_50)
+    config = RunConfig(device="cpu", steps=10**6, model=f"{tmp_path / 'fails.py'}:build", rewind_every=16)
+    app = NktuiApp(config, paused=False, run_dir=tmp_path / "run")
+    seen = record_notices(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.session.state is RunState.FAILED, "the fault")
+        await until(pilot, lambda: app.error_line.display, "the error line")
+        shown = str(app.error_line.render())
+        assert "boom at step 50" in shown and "nktui.log" in shown and "holds step" in shown
+        assert app.is_running and app.check_action("step", ()) is None
+        await pilot.press("s")  # nothing to save from a failed run: a notice, no crash
+        await pilot.pause(0.2)
+        assert any("nothing to save" in m for m, _ in seen)
+        await pilot.press("q")
+    assert "RuntimeError: boom at step 50" in (tmp_path / "run" / "nktui.log").read_text()
+    state = load_checkpoint(tmp_path / "run" / "last.pt")  # from before the fault, loadable
+    assert 0 < state["step"] < 50
+
+
+async def test_a_nan_pauses_the_app_names_the_layer_and_keeps_last_pt_finite(tmp_path):
+    (tmp_path / "nan.py").write_text(NAN_AT_10)
+    config = RunConfig(device="cpu", steps=10**6, model=f"{tmp_path / 'nan.py'}:build", checkpoint_every=5)
+    app = NktuiApp(config, paused=False, run_dir=tmp_path / "run")
+    seen = record_notices(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the nan to pause the run")
+        await until(pilot, lambda: app.error_line.display, "the watchpoint line")
+        assert "nonfinite" in str(app.error_line.render()) and "fc.weight" in str(app.error_line.render())
+        await pilot.press("s")
+        await until(pilot, lambda: any("hold nan/inf" in m for m, _ in seen), "the refusal")
+        await pilot.press("q")
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == 5 and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert "hold nan/inf" in app.exit_line and "holds step 5" in app.exit_line
+
+
+async def test_a_40x10_terminal_says_it_needs_more_room_and_recovers():
+    app = NktuiApp(RunConfig(device="cpu", steps=10**6), paused=True)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await pilot.pause(0.3)
+        message = app.query_one(TooSmall)
+        main = app.query_one("#main")
+        assert app.has_class("-too-small") and message.display and not main.display and not app.status_bar.display
+        assert "at least 60x16; this one is 40x10" in str(message.render())
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause(0.3)
+        assert not app.has_class("-too-small") and not message.display and main.display
+        assert app.gradient_pane.display and app.gradient_pane.size.width > 0 and app.status_bar.size.height == 1
+        await pilot.resize_terminal(20, 5)
+        await pilot.pause(0.2)
+        assert "this one is 20x5" in str(message.render())
+        await pilot.press("q")
+    assert app.return_code == 0 and app.session.closed

@@ -8,6 +8,15 @@ both see the same machine. The ratio reported is the median of the per-round rat
 back to back, so slow drifts of a shared machine cancel). Target (issue #2): >= 0.97 on the CPU.
 With --device cuda it also runs one round under torch.cuda.set_sync_debug_mode("warn") and reports whether any
 host sync happened outside the read-outs.
+
+    python benchmarks/overhead.py --instructions      # ~15 minutes; needs valgrind
+
+On a shared machine the wall clock wanders by 10% from round to round, more than the overhead being measured.
+--instructions counts instructions instead (valgrind's callgrind: the same count every run, whatever else the
+machine does): each loop runs twice, for 50 and for 250 steps, in its own process with one CPU thread, and the
+difference divided by 200 is the instructions per step, startup and imports cancelled out. nktui measures every
+100th step there (about what a 10 Hz reader asks for at 1,000 steps/s; a reader polling by the wall clock would ask
+50 times as often under valgrind's slowdown).
 """
 
 from __future__ import annotations
@@ -53,12 +62,64 @@ def nktui_loop(images, steps: int, config, read_hz: float = 10.0) -> tuple[float
     return steps / elapsed, steps / cpu, reads
 
 
+def instruction_child(mode: str, steps: int) -> None:
+    """One loop, for --instructions: run under callgrind by the parent."""
+    config = CONFIG.replace(log_every=100)
+    images = in_fresh_thread(synthetic_mnist, 6000)
+    if mode == "bare":
+        in_fresh_thread(bare_loop, images, steps, config)
+        return
+    controller = Trainer.launch(config.replace(steps=steps), data=images)
+    controller.wait_for(lambda s: s in (RunState.FINISHED, RunState.FAILED))
+    controller.stop()
+    controller.join()
+
+
+def count_instructions() -> None:
+    import os
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    totals = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [(mode, n) for mode in ("bare", "nktui") for n in (50, 250)]
+        procs = []
+        for mode, n in runs:  # two at a time: valgrind is single-threaded, the machine has at least two cores
+            out = os.path.join(tmp, f"{mode}.{n}")
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+                   "--child", mode, str(n)]
+            procs.append((mode, n, out, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                                          stderr=subprocess.DEVNULL)))
+            if len(procs) % 2 == 0:
+                for *_, proc in procs[-2:]:
+                    proc.wait()
+        for mode, n, out, proc in procs:
+            proc.wait()
+            totals[mode, n] = int(re.search(r"^totals: (\d+)", open(out).read(), re.M).group(1))
+    per_step = {mode: (totals[mode, 250] - totals[mode, 50]) / 200 for mode in ("bare", "nktui")}
+    print(f"instructions per step: bare {per_step['bare'] / 1e6:.3f} M, nktui {per_step['nktui'] / 1e6:.3f} M")
+    print(f"ratio by instructions: {per_step['bare'] / per_step['nktui']:.3f} (target >= 0.97)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--steps", type=int, default=1000, help="steps per round")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        instruction_child(args.child[0], int(args.child[1]))
+        return
+    if args.instructions:
+        count_instructions()
+        return
     config = CONFIG.replace(device=args.device)
     images = in_fresh_thread(synthetic_mnist)
     print(f"workload: MLP 784-128-64-10, batch {config.batch_size}, SGD, {config.device}; {args.steps} steps a round")

@@ -95,7 +95,7 @@ class RunConfig:
     download: bool = True
     activations: bool = False
     rewind_depth: int = 20
-    rewind_every: int = 32
+    rewind_every: int = 64
     threads: int = 0  # CPU threads for tensor ops; 0: PyTorch's default (the app: one fewer than the cores)
     watch: bool = True
     watch_grad_jump: float = 10.0

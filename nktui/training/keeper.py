@@ -80,7 +80,9 @@ class Checkpointer:
             step, state = kept
             if self.saved_step is not None and step <= self.saved_step:
                 return None
-            return self._write(state)
+            from .state import make_portable
+
+            return self._write(make_portable(state, trainer))
         except BaseException as exc:  # the device may be unusable after the fault: the old last.pt stays
             self.error = _describe(exc, self.path)
             return None

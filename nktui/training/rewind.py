@@ -43,7 +43,7 @@ class RewindBuffer:
             return
         if self._states and self._states[-1][0] == step:
             return
-        state = capture_state(trainer)
+        state = capture_state(trainer, portable=False)
         self._states.append((step, state))
         if not self._bytes_each:
             self._bytes_each = state_bytes(state)

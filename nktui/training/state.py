@@ -40,15 +40,24 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def capture_rng() -> dict[str, Any]:
+def capture_rng(portable: bool = True) -> dict[str, Any]:
+    """Every RNG's state. `portable`: as tensors and plain values (a checkpoint file); otherwise as the generators
+    return them (in memory: no conversions)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = [t.clone() for t in torch.cuda.get_rng_state_all()]
-    version, internal, gauss = random.getstate()
-    state["python"] = {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
     try:
         import numpy
-
+    except ImportError:  # pragma: no cover - numpy comes with torchvision
+        numpy = None
+    if not portable:
+        state["python"] = random.getstate()
+        if numpy is not None:
+            state["numpy"] = numpy.random.get_state()
+        return state
+    version, internal, gauss = random.getstate()
+    state["python"] = {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
+    if numpy is not None:
         kind, keys, pos, has_gauss, cached = numpy.random.get_state()
         state["numpy"] = {
             "kind": kind,
@@ -57,8 +66,6 @@ def capture_rng() -> dict[str, Any]:
             "has_gauss": int(has_gauss),
             "cached": float(cached),
         }
-    except ImportError:  # pragma: no cover - numpy comes with torchvision
-        pass
     return state
 
 
@@ -67,31 +74,61 @@ def restore_rng(state: dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     py = state["python"]
-    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    random.setstate(py if isinstance(py, tuple) else (py["version"], tuple(py["state"].tolist()), py["gauss"]))
     if "numpy" in state:
         import numpy
 
         np_state = state["numpy"]
-        keys = np_state["keys"].numpy().astype("uint32")
-        numpy.random.set_state((np_state["kind"], keys, np_state["pos"], np_state["has_gauss"], np_state["cached"]))
+        if isinstance(np_state, tuple):
+            numpy.random.set_state(np_state)
+        else:
+            keys = np_state["keys"].numpy().astype("uint32")
+            numpy.random.set_state((np_state["kind"], keys, np_state["pos"], np_state["has_gauss"], np_state["cached"]))
 
 
-def capture_state(trainer) -> dict[str, Any]:
+def capture_state(trainer, *, portable: bool = True) -> dict[str, Any]:
     """Everything needed to continue this run bit for bit, as cloned tensors and plain values. (It does not
-    flush the trainer's pending records: the training loop calls it between steps.)"""
-    return {
+    flush the trainer's pending records: the training loop calls it between steps.)
+
+    `portable=False` is for states kept in memory (rewind, what-if): the RNG states stay as Python objects and
+    the config is not copied, which makes the capture several times cheaper; such a state cannot be saved."""
+    state = {
         "format": FORMAT,
         "version": VERSION,
-        "config": trainer.config.to_dict(),
         "step": trainer.step_count,
         "epoch": trainer.epoch,
         "dataset": trainer.data.name,
         "classes": list(trainer.data.classes),
-        "signature": model_signature(trainer.model),
+        "signature": _signature(trainer),
         "model": _clone(trainer.model.state_dict()),
         "optimizer": _clone(trainer.optimizer.state_dict()),
-        "rng": capture_rng(),
+        "rng": capture_rng(portable),
     }
+    if portable:
+        state["config"] = trainer.config.to_dict()
+    return state
+
+
+def make_portable(state: dict[str, Any], trainer) -> dict[str, Any]:
+    """A state captured with portable=False, made fit for a file: RNG states as tensors, the config added."""
+    if "config" in state:
+        return state
+    rng = dict(state["rng"])
+    version, internal, gauss = rng["python"]
+    rng["python"] = {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
+    if "numpy" in rng:
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        rng["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                        "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {**state, "rng": rng, "config": trainer.config.to_dict()}
+
+
+def _signature(trainer) -> list[list]:
+    """The model's signature, computed once per trainer (its parameters and buffers never change shape)."""
+    signature = getattr(trainer, "_state_signature", None)
+    if signature is None:
+        signature = trainer._state_signature = model_signature(trainer.model)
+    return signature
 
 
 def check_compatible(trainer, state: dict[str, Any]) -> None:

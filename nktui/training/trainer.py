@@ -81,6 +81,7 @@ class Trainer:
         model: nn.Module | None = None,
         resume: Mapping[str, Any] | None = None,
         checkpointer: Checkpointer | None = None,
+        histogram_bins: int = 0,
     ) -> None:
         """`data`: None for the configured data set, your own `ImageSet` (uint8 or float pixels N x C x H x W, labels,
         class names), a ready `DataSource`, or a zero-argument function returning one of those (called here, so on
@@ -105,7 +106,7 @@ class Trainer:
             model = build_model(config, self.data.input_shape, self.data.num_classes)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(config, self.model)
-        self.instruments = Instruments(self.model, activations=config.activations)  # histograms: on request
+        self.instruments = Instruments(self.model, activations=config.activations, histogram_bins=histogram_bins)
         self.trajectory = Trajectory(self.model)  # weights at observed steps: the loss surface's descent path
         self.trajectory.record(0)
         self._named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

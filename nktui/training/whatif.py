@@ -44,7 +44,7 @@ def lr_whatif(trainer, lrs: tuple[float, ...] | None = None) -> WhatIf:
     """The curve for the trainer's next step; the trainer is left exactly as it was."""
     lr = trainer.lr
     lrs = lrs or log_spaced(lr)
-    state = capture_state(trainer)
+    state = capture_state(trainer, portable=False)
     step_index = trainer.step_count
     x, y = trainer.data.train_batch(step_index)
     model = trainer.model

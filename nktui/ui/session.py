@@ -7,6 +7,8 @@ time; restarting means stopping this one and starting another. Tests can drive a
 
 from __future__ import annotations
 
+import os
+import time
 from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -20,17 +22,16 @@ from nktui.training.history import RunHistory
 from nktui.training.keeper import RunKeeper
 
 HISTOGRAM_BINS = 16
+SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth
+RATE_WINDOW = 2.0  # seconds of step counts behind the status bar's samples/s
 
 
 def app_threads() -> int:
     """CPU threads for the app's trainer: one fewer than the cores, so that the UI keeps one. (With the UI thread
     busy, a pool as large as the machine makes libgomp's workers sleep between the many small ops of a small
     model: 7 steps/s instead of 669 for the benchmark MLP on a loaded 2-core machine.)"""
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, cores - 1)
-SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Session:
         """`keeper`: the run directory to write (config.toml, metrics.jsonl, last.pt, nktui.log); None: no files."""
         if not config.threads:
             config = config.replace(threads=app_threads())
+        trainer_kwargs.setdefault("histogram_bins", HISTOGRAM_BINS)  # the gradient pane's sparklines, from step 1
         self.config = config
         if keeper is not None:  # the trainer gets the checkpointer, and the checkpoint to resume from
             trainer_kwargs = {**trainer_kwargs, **keeper.trainer_kwargs()}
@@ -71,6 +73,8 @@ class Session:
         self.scrub_index: int | None = None  # position in `observed` while scrubbing; None: follow the newest
         self.watch_hit: WatchHit | None = None  # the newest watchpoint hit, until the run goes on
         self._seq = 0
+        self._rate_samples: deque[tuple[float, int]] = deque()
+        self.samples_per_sec: float | None = None  # measured from the step counter: see _measure_rate
         self._state = self.controller.state
         self._configured = False
         self.export_dir = None  # a run directory to write the records into (see open_exports)
@@ -101,8 +105,7 @@ class Session:
         changes = Changes()
         trainer = self.trainer
         if trainer is not None:
-            if not self._configured:  # histograms feed the gradient pane's sparklines
-                trainer.instruments.histogram_bins = HISTOGRAM_BINS
+            if not self._configured:
                 self._configured = True
                 self._create_run_dir()
                 self._open_exports(trainer)
@@ -131,6 +134,7 @@ class Session:
                     changes.observed = True
                 elif isinstance(record, WatchHit):
                     self.watch_hit = changes.watch = record
+        self._measure_rate(trainer)
         state = self.controller.state
         if state is not self._state:
             self._state = state
@@ -138,6 +142,19 @@ class Session:
             self._on_state(state)
         self._report_saves(changes)
         return changes
+
+    def _measure_rate(self, trainer) -> None:
+        """samples/s over the last RATE_WINDOW seconds, from the step counter (a paused stretch restarts it)."""
+        if trainer is None or self.state is not RunState.RUNNING:
+            self._rate_samples.clear()
+            self.samples_per_sec = None
+            return
+        now = time.monotonic()
+        self._rate_samples.append((now, trainer.step_count))
+        while len(self._rate_samples) > 2 and now - self._rate_samples[1][0] >= RATE_WINDOW:
+            self._rate_samples.popleft()
+        (t0, s0), (t1, s1) = self._rate_samples[0], self._rate_samples[-1]
+        self.samples_per_sec = (s1 - s0) * self.config.batch_size / (t1 - t0) if t1 - t0 >= 0.5 else None
 
     def _forget_after(self, step: int) -> None:
         """A rewind undid the steps after `step`: drop their records."""

@@ -70,8 +70,8 @@ def parts(session) -> list[tuple[str, str, int]]:
         out.append((f"acc {number(step.accuracy, 3)}", "", 5))
     if session.latest_eval is not None:
         out.append((f"val {number(session.latest_eval.accuracy, 3)}", "", 6))
-    if session.state is RunState.RUNNING and step is not None and step.samples_per_sec:
-        out.append((f"{rate(step.samples_per_sec)} samples/s", "", 3))
+    if session.state is RunState.RUNNING and session.samples_per_sec:
+        out.append((f"{rate(session.samples_per_sec)} samples/s", "", 3))
     if trainer is not None:
         out.append((device_text(trainer.device), "dim", 2))
     return out

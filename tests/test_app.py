@@ -9,14 +9,10 @@ than fixed sleeps; the app pulls the engine's news every TICK_SECONDS.
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 
 import pytest
-import textual.app
-import textual.pilot
-from rich.console import Console
-from textual._wait import SLEEP_GRANULARITY, SLEEP_IDLE
+from pilot_support import DEADLINE, plain, started, ui_thread_idle, until  # noqa: F401 (ui_thread_idle: an autouse fixture)
 from textual.widgets import Input, Label, Static
 
 from nktui.training import EvalResult, RunConfig, RunState, StepRecord
@@ -28,36 +24,12 @@ from nktui.ui.screens.lr_dialog import LrDialog
 
 LONG = 10**6  # a step limit no test reaches
 SIZE = (100, 30)
-DEADLINE = 15.0  # seconds; generous for a loaded 2-core machine, only a failing test ever waits this long
-START_DEADLINE = 60.0  # the first app of a test run also imports torch and builds the first trainer
 
 
 def config(**overrides) -> RunConfig:
     values = dict(seed=0, device="cpu", steps=LONG)
     values.update(overrides)
     return RunConfig(**values)
-
-
-async def _ui_thread_idle(min_sleep: float = SLEEP_GRANULARITY, max_sleep: float = 1.0) -> None:
-    """Textual's `wait_for_idle`, measuring the UI thread's CPU time instead of the whole process's.
-
-    Pilot waits after each key until the process looks idle (CPU time not advancing), for up to a second. The
-    training thread (and torch's worker threads) keep the process busy while a run trains, so every key press
-    would wait the full second; what the tests need is the UI thread to have handled the key.
-    """
-    start = time.monotonic()
-    while True:
-        cpu = time.thread_time()
-        await asyncio.sleep(SLEEP_GRANULARITY)
-        elapsed = time.monotonic() - start
-        if elapsed >= max_sleep or (elapsed > min_sleep and time.thread_time() - cpu < SLEEP_IDLE):
-            return
-
-
-@pytest.fixture(autouse=True)
-def ui_thread_idle(monkeypatch):
-    monkeypatch.setattr(textual.app, "wait_for_idle", _ui_thread_idle)
-    monkeypatch.setattr(textual.pilot, "wait_for_idle", _ui_thread_idle)
 
 
 @pytest.fixture
@@ -77,37 +49,8 @@ def make_app():
             app.session.stop(5.0)
 
 
-async def until(pilot, predicate, what: str, timeout: float = DEADLINE) -> None:
-    """Let the app run until predicate() holds; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.05)
-
-
-async def started(pilot, state: RunState = RunState.PAUSED) -> None:
-    """Wait for the trainer to reach `state`, then tick once so the app has seen the trainer (and configured it)."""
-    app = pilot.app
-    await until(pilot, lambda: app.session.state is state, f"state {state.value}", START_DEADLINE)
-    app.tick()
-
-
 def steps(app: NktuiApp) -> list[StepRecord]:
     return [r for r in app.session.trainer.records.since(0)[1] if isinstance(r, StepRecord)]
-
-
-def plain(widget: Static) -> str:
-    """The text a Static shows, without styles (it may hold markup, a Content or any Rich renderable)."""
-    content = widget.content
-    if isinstance(content, str):
-        return widget.visual.plain if hasattr(widget.visual, "plain") else content
-    if hasattr(content, "plain"):
-        return content.plain
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    with console.capture() as capture:
-        console.print(content)
-    return capture.get()
 
 
 def record_notifications(app: NktuiApp) -> list[tuple[str, str]]:
@@ -383,7 +326,7 @@ async def test_question_mark_opens_the_help(make_app):
         text = "\n".join(plain(s) for s in app.screen.query(Static))
         for binding in NktuiApp.BINDINGS:
             key = binding.key_display or binding.key
-            assert f"{key:>8}  {binding.description}" in text, f"the help does not list {key}"
+            assert f"{key:>9}  {binding.tooltip or binding.description}" in text, f"the help does not list {key}"
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "the help to close")
 

@@ -6,15 +6,10 @@ Apps run through Textual's Pilot against the real trainer thread on the bundled 
 
 from __future__ import annotations
 
-import asyncio
-import io
 import time
 
 import pytest
-import textual.app
-import textual.pilot
-from rich.console import Console
-from textual._wait import SLEEP_GRANULARITY, SLEEP_IDLE
+from pilot_support import plain, started, ui_thread_idle, until  # noqa: F401 (ui_thread_idle: an autouse fixture)
 from textual.widgets import Input, Static
 
 from nktui import cli
@@ -31,23 +26,6 @@ from nktui.ui.widgets.gradient_pane import fit
 SIZE = (100, 30)
 DEADLINE = 60.0  # generous: the first app of a run imports torch; only a failing test waits this long
 EXAMPLE = "examples/my_model.py:build"
-
-
-async def _ui_thread_idle(min_sleep: float = SLEEP_GRANULARITY, max_sleep: float = 1.0) -> None:
-    """Pilot's idle wait, on the UI thread's CPU time (the training thread keeps the process busy)."""
-    start = time.monotonic()
-    while True:
-        cpu = time.thread_time()
-        await asyncio.sleep(SLEEP_GRANULARITY)
-        elapsed = time.monotonic() - start
-        if elapsed >= max_sleep or (elapsed > min_sleep and time.thread_time() - cpu < SLEEP_IDLE):
-            return
-
-
-@pytest.fixture(autouse=True)
-def ui_thread_idle(monkeypatch):
-    monkeypatch.setattr(textual.app, "wait_for_idle", _ui_thread_idle)
-    monkeypatch.setattr(textual.pilot, "wait_for_idle", _ui_thread_idle)
 
 
 @pytest.fixture
@@ -67,26 +45,11 @@ def make_app():
             app.session.stop(5.0)
 
 
-async def until(pilot, predicate, what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def plain(widget: Static) -> str:
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    with console.capture() as capture:
-        console.print(widget.content)
-    return capture.get()
-
-
 # -- ctrl+s: save the config --------------------------------------------------------------------------------------
 async def test_ctrl_s_saves_the_config_which_loads_back_equal(make_app, tmp_path):
     app = make_app(model="mlp", hidden=(32,), lr=0.1, run_dir=str(tmp_path / "some-run"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the trainer")
+        await started(pilot)
         assert "Save config" in [command.title for command in app.get_system_commands(app.screen)]  # ctrl+p
         await pilot.press("right_square_bracket")  # LR x2: the saved config has the LR of now
         await until(pilot, lambda: app.session.lr == 0.2, "the new LR")
@@ -134,10 +97,11 @@ def test_the_session_writes_the_records_into_its_run_directory(tmp_path):
     session = Session(RunConfig(seed=0, device="cpu", steps=40, log_every=10, csv=True))
     session.open_exports(tmp_path)
     deadline = time.monotonic() + DEADLINE
-    while session.state is not RunState.FINISHED:
+    while session.state not in (RunState.FINISHED, RunState.FAILED):
         assert time.monotonic() < deadline, "the run did not finish"
         session.poll()
         time.sleep(0.05)
+    assert session.state is RunState.FINISHED, session.error_text
     assert session.stop(5.0)
     steps = [r for r in session.trainer.records.since(0)[1] if isinstance(r, StepRecord) and r.step % 10 == 0]
     rows = [row for row in read_metrics(tmp_path / "metrics.jsonl") if row["type"] == "step"]
@@ -150,7 +114,7 @@ def test_the_session_writes_the_records_into_its_run_directory(tmp_path):
 # -- convolution kernels in the layer detail -------------------------------------------------------------------------
 async def open_detail(pilot, name: str) -> str:
     app = pilot.app
-    await until(pilot, lambda: app.session.state is RunState.PAUSED, "the trainer")
+    await started(pilot)
     app.session.step()
     await until(pilot, lambda: app.session.trainer.step_count == 1, "one step")
     app.push_screen(LayerDetailScreen(app.session, name))

@@ -3,10 +3,9 @@ the error line with the app still up; a fault inside the trainer, a nan, a termi
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
+from pilot_support import START_DEADLINE, until
 from textual.widgets import Input
 
 from nktui import cli
@@ -139,13 +138,6 @@ def stop_sessions(monkeypatch):
             app.session.stop(5.0)
 
 
-async def until(pilot, predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
-
-
 def record_notices(app) -> list[tuple[str, str]]:
     """Every (message, severity) the app notifies from now on."""
     seen: list[tuple[str, str]] = []
@@ -163,7 +155,7 @@ async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
     app = NktuiApp(RunConfig(device="cpu", steps=10**6, dataset=f"imagefolder:{files / 'no_images'}"), paused=True)
     seen = record_notices(app)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.session.state is RunState.FAILED, "the failure")
+        await until(pilot, lambda: app.session.state is RunState.FAILED, "the failure", START_DEADLINE)
         await pilot.pause(0.3)
         assert "has no images" in str(app.error_line.render()) and app.error_line.display
         assert any("has no images" in m and s == "error" for m, s in seen)
@@ -179,7 +171,7 @@ async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
             await pilot.press("y")
             if expected is None:
                 continue
-            await until(pilot, lambda: app.session.state is RunState.FAILED, f"{changes} to fail")
+            await until(pilot, lambda: app.session.state is RunState.FAILED, f"{changes} to fail", START_DEADLINE)
             await pilot.pause(0.3)
             assert expected in str(app.error_line.render())
             assert app.is_running
@@ -187,7 +179,7 @@ async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the fixed config to start")
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the fixed config to start", START_DEADLINE)
 
 
 async def test_a_trainer_fault_keeps_the_app_up_with_the_traceback_logged(tmp_path):
@@ -196,7 +188,7 @@ async def test_a_trainer_fault_keeps_the_app_up_with_the_traceback_logged(tmp_pa
     app = NktuiApp(config, paused=False, run_dir=tmp_path / "run")
     seen = record_notices(app)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.session.state is RunState.FAILED, "the fault")
+        await until(pilot, lambda: app.session.state is RunState.FAILED, "the fault", START_DEADLINE)
         await until(pilot, lambda: app.error_line.display, "the error line")
         shown = str(app.error_line.render())
         assert "boom at step 50" in shown and "nktui.log" in shown and "holds step" in shown
@@ -216,7 +208,7 @@ async def test_a_nan_pauses_the_app_names_the_layer_and_keeps_last_pt_finite(tmp
     app = NktuiApp(config, paused=False, run_dir=tmp_path / "run")
     seen = record_notices(app)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the nan to pause the run")
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the nan to pause the run", START_DEADLINE)
         await until(pilot, lambda: app.error_line.display, "the watchpoint line")
         assert "nonfinite" in str(app.error_line.render()) and "fc.weight" in str(app.error_line.render())
         await pilot.press("s")

@@ -8,7 +8,9 @@ import gzip
 import math
 import pickle
 import re
+import shutil
 import struct
+import subprocess
 import urllib.request
 from pathlib import Path
 from urllib.error import URLError
@@ -445,3 +447,23 @@ def test_a_download_is_used_and_skipped_when_the_files_are_there(tmp_path, monke
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", lambda self: None)  # "succeeds" with nothing
     with expect(DataError, "mnist is not in", "could not be downloaded", "MNIST/raw/"):
         load_data(config("mnist", tmp_path, download=True), CPU)
+
+
+def test_every_file_the_package_loads_is_committed():
+    """The package's own files (the bundled digits, the app's CSS) are tracked by git, so a fresh clone has them.
+
+    A `.gitignore` rule once hid `nktui/data/`: every test passed in the working tree and failed on a clean clone.
+    """
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    package_files = [p.relative_to(root).as_posix() for p in (root / "nktui").rglob("*") if p.is_file()]
+    package_files = [f for f in package_files if "__pycache__" not in f]
+    tracked = subprocess.run(
+        ["git", "ls-files", "nktui"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *package_files], cwd=root, capture_output=True, text=True
+    ).stdout.split()
+    assert ignored == [], f"git ignores files of the package: {ignored}"
+    assert "nktui/data/digits.csv.gz" in tracked and "nktui/ui/app.tcss" in tracked

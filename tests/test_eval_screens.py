@@ -6,41 +6,15 @@ the descent path, and Esc cancels a computation in flight without moving the wei
 
 from __future__ import annotations
 
-import asyncio
-import io
-import time
-
 import pytest
-import textual.app
-import textual.pilot
 import torch
-from rich.console import Console
-from textual._wait import SLEEP_GRANULARITY, SLEEP_IDLE
+from pilot_support import plain, started, ui_thread_idle, until  # noqa: F401 (ui_thread_idle: an autouse fixture)
 from textual.widgets import Static
 
-from nktui.training import RunConfig, RunState
+from nktui.training import RunConfig
 from nktui.ui.app import NktuiApp
 from nktui.ui.screens.evaluation import EvaluationScreen
 from nktui.ui.screens.landscape import LandscapeScreen
-
-DEADLINE = 20.0
-
-
-async def _ui_thread_idle(min_sleep: float = SLEEP_GRANULARITY, max_sleep: float = 1.0) -> None:
-    """Textual's `wait_for_idle` on the UI thread's CPU time, not the process's (see tests/test_app.py)."""
-    start = time.monotonic()
-    while True:
-        cpu = time.thread_time()
-        await asyncio.sleep(SLEEP_GRANULARITY)
-        elapsed = time.monotonic() - start
-        if elapsed >= max_sleep or (elapsed > min_sleep and time.thread_time() - cpu < SLEEP_IDLE):
-            return
-
-
-@pytest.fixture(autouse=True)
-def ui_thread_idle(monkeypatch):
-    monkeypatch.setattr(textual.app, "wait_for_idle", _ui_thread_idle)
-    monkeypatch.setattr(textual.pilot, "wait_for_idle", _ui_thread_idle)
 
 
 @pytest.fixture
@@ -51,25 +25,9 @@ def app():
         app.session.stop(5.0)
 
 
-async def until(pilot, predicate, what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def plain(widget: Static) -> str:
-    console = Console(file=io.StringIO(), width=300, color_system=None)
-    with console.capture() as capture:
-        console.print(widget.content)
-    return capture.get()
-
-
 async def take_steps(pilot, count: int) -> None:
     app = pilot.app
-    await until(pilot, lambda: app.session.state is RunState.PAUSED, "the paused trainer")
-    app.tick()
+    await started(pilot)
     for step in range(1, count + 1):
         await pilot.press("n")
         await until(pilot, lambda: app.session.trainer.step_count == step, f"step {step}")

@@ -11,15 +11,8 @@ the new SVGs (a failing run writes snapshot_report.html with the differences sid
 
 from __future__ import annotations
 
-import asyncio
-import io
-import time
-
 import pytest
-import textual.app
-import textual.pilot
-from rich.console import Console
-from textual._wait import SLEEP_GRANULARITY, SLEEP_IDLE
+from pilot_support import plain, started, ui_thread_idle, until  # noqa: F401 (ui_thread_idle: an autouse fixture)
 from textual.widgets import Static
 
 from nktui.training import RunConfig, RunState
@@ -27,26 +20,7 @@ from nktui.ui.app import NktuiApp
 from nktui.ui.screens.help import HelpScreen
 from nktui.ui.screens.layer_detail import LayerDetailScreen
 
-DEADLINE = 20.0
 STEPS = 3
-
-
-async def _ui_thread_idle(min_sleep: float = SLEEP_GRANULARITY, max_sleep: float = 1.0) -> None:
-    """Textual's `wait_for_idle`, measuring the UI thread's CPU time instead of the whole process's (torch's
-    worker threads can keep the process busy after a step; see tests/test_app.py)."""
-    start = time.monotonic()
-    while True:
-        cpu = time.thread_time()
-        await asyncio.sleep(SLEEP_GRANULARITY)
-        elapsed = time.monotonic() - start
-        if elapsed >= max_sleep or (elapsed > min_sleep and time.thread_time() - cpu < SLEEP_IDLE):
-            return
-
-
-@pytest.fixture(autouse=True)
-def ui_thread_idle(monkeypatch):
-    monkeypatch.setattr(textual.app, "wait_for_idle", _ui_thread_idle)
-    monkeypatch.setattr(textual.pilot, "wait_for_idle", _ui_thread_idle)
 
 
 @pytest.fixture
@@ -58,26 +32,10 @@ def app():
         app.session.stop(5.0)
 
 
-async def until(pilot, predicate, what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def plain(widget: Static) -> str:
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    with console.capture() as capture:
-        console.print(widget.content)
-    return capture.get()
-
-
 async def three_steps(pilot) -> None:
     """Wait for the paused trainer, take three single steps, and wait until every widget shows step 3."""
     app = pilot.app
-    await until(pilot, lambda: app.session.state is RunState.PAUSED, "the paused trainer")
-    app.tick()  # the session configures the trainer (gradient histograms) before the first step
+    await started(pilot)  # and the session configures the trainer (gradient histograms) before the first step
     for step in range(1, STEPS + 1):
         await pilot.press("n")
         await until(pilot, lambda: app.gradient_pane.shown_step == step, f"the gradient pane to show step {step}")

@@ -18,7 +18,7 @@ from textual.widgets import Input, Static
 
 from nktui.training import ConfigError, RunConfig, RunState
 from nktui.ui import run_lifecycle
-from nktui.ui.format import lr_text, number
+from nktui.ui.format import byte_size, lr_text, number
 from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.screens.help import HelpScreen
 from nktui.ui.screens.lr_dialog import LrDialog
@@ -38,26 +38,34 @@ QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when q
 class NktuiApp(App[int]):
     TITLE = "nktui"
     CSS_PATH = "app.tcss"
-    BINDINGS = [
-        Binding("space", "toggle_pause", "Pause/Run", id="pause"),
-        Binding("n", "step", "Step", id="step"),
-        Binding("t", "trace", "Trace", id="trace"),
-        Binding("b", "rewind", "Rewind", id="rewind"),
-        Binding("w", "whatif", "LR what-if", id="whatif"),
-        Binding("l", "set_lr", "LR", id="lr"),
-        Binding("right_square_bracket", "scale_lr(2.0)", "LR×2", id="lr-double", key_display="]"),
-        Binding("left_square_bracket", "scale_lr(0.5)", "LR÷2", id="lr-halve", key_display="["),
-        Binding("e", "evaluate", "Eval", id="evaluate"),
-        Binding("v", "surface", "Surface", id="surface"),
-        Binding("y", "toggle_log_scale", "Log", id="log-scale"),
-        Binding("r", "restart", "Restart", id="restart"),
-        Binding("s", "save_checkpoint", "Save", id="save"),
-        Binding("c", "focus_config", "Config", id="config", show=False),
-        Binding("escape", "focus_gradients", "Back", id="back", show=False),
-        Binding("question_mark", "help", "Help", id="help", key_display="?"),
-        Binding("q", "quit", "Quit", id="quit"),
-        Binding("ctrl+c", "quit", "Quit", id="ctrl-c-quit", show=False, priority=True),  # saves, like q
-        Binding("ctrl+s", "save_config", "Save config", id="save-config", show=False),
+    BINDINGS = [  # the description is the key bar's label, the tooltip the help screen's line
+        Binding("space", "toggle_pause", "Pause/Run", id="pause", tooltip="pause, or let it run"),
+        Binding("n", "step", "Step", id="step", tooltip="while paused: exactly one forward, backward and update"),
+        Binding("t", "trace", "Trace", id="trace",
+                tooltip="while paused: one step, phase by phase (forward, softmax and loss, backward, update)"),
+        Binding("b", "rewind", "Rewind", id="rewind",
+                tooltip="while paused: one step back, or to just before the step shown while scrubbing"),
+        Binding("w", "whatif", "LR what-if", id="whatif",
+                tooltip="while paused: the next step's loss at 13 learning rates; Enter applies one"),
+        Binding("l", "set_lr", "LR", id="lr", tooltip="type a new learning rate (0.01, 1e-3)"),
+        Binding("right_square_bracket", "scale_lr(2.0)", "LR×2", id="lr-double", key_display="]",
+                tooltip="double the learning rate"),
+        Binding("left_square_bracket", "scale_lr(0.5)", "LR÷2", id="lr-halve", key_display="[",
+                tooltip="halve the learning rate"),
+        Binding("e", "evaluate", "Eval", id="evaluate",
+                tooltip="evaluate on the validation split now: confusion matrix, per-class numbers, worst mistakes"),
+        Binding("v", "surface", "Surface", id="surface", tooltip="the loss surface around the weights, with the path"),
+        Binding("y", "toggle_log_scale", "Log", id="log-scale", tooltip="log scale on the loss plot"),
+        Binding("r", "restart", "Restart", id="restart", tooltip="restart with the config pane's settings (asks)"),
+        Binding("s", "save_checkpoint", "Save", id="save", tooltip="save last.pt now: the full training state"),
+        Binding("c", "focus_config", "Config", id="config", show=False,
+                tooltip="edit the config pane (tab between fields)"),
+        Binding("escape", "focus_gradients", "Back", id="back", show=False, tooltip="back to the gradient pane"),
+        Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="this help"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="save last.pt, stop at a step boundary and quit"),
+        Binding("ctrl+c", "quit", "Quit", id="ctrl-c-quit", show=False, priority=True, tooltip="the same as q"),
+        Binding("ctrl+s", "save_config", "Save config", id="save-config", show=False,
+                tooltip="save the config pane's settings as TOML"),
     ]
 
     def __init__(self, config: RunConfig, *, paused: bool = False, run_dir=None, resume=None,
@@ -128,6 +136,8 @@ class NktuiApp(App[int]):
         if changes.observed and session.shown_record is not None and session.scrub_index is None:
             self.gradient_pane.show(session.shown_record)
             self.show_rewind_memory()
+        if changes.steps and session.state is RunState.PAUSED:
+            self.refresh_bindings()  # what can be rewound to moved
         if changes.steps:
             self.config_pane.show_lr(session.lr)
         plot = self.loss_plot
@@ -143,7 +153,7 @@ class NktuiApp(App[int]):
 
     def show_rewind_memory(self) -> None:
         states, size = self.session.rewind_memory
-        self.gradient_pane.border_subtitle = f"←→ history · b rewind ({states} states, {size / 2**20:.1f} MB)"
+        self.gradient_pane.border_subtitle = f"←→ history · b rewind ({states} states, {byte_size(size)})"
 
     def on_watchpoint(self, hit) -> None:
         self.error_line.update(
@@ -325,7 +335,7 @@ class NktuiApp(App[int]):
         self.gradient_pane.focus()
 
     def action_help(self) -> None:
-        keys = [(b.key_display or b.key, b.description) for b in self.BINDINGS]
+        keys = [(b.key_display or b.key, b.tooltip or b.description) for b in self.BINDINGS]
         keys += [("enter", "open the selected layer's detail"), ("← →", "while paused: older / newer measured steps"),
                  ("home end", "the oldest / newest measured step"), ("tab", "move between panes and fields"),
                  ("ctrl+p", "command palette: every action by name")]

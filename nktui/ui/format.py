@@ -85,3 +85,11 @@ def ratio_text(value: float) -> Text:
 
 def shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) if shape else "scalar"
+
+
+def byte_size(size: int) -> str:
+    """1.5 MB, 230 kB, 512 B."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"

@@ -29,7 +29,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         lines = [ABOUT, "[b]Keys[/b]"]
         # A key such as `[` must not open a markup tag: escape every bracket in the keys and descriptions.
-        lines += [f"  [b]{_plain(f'{key:>8}')}[/b]  {_plain(description)}" for key, description in self.keys]
+        lines += [f"  [b]{_plain(f'{key:>9}')}[/b]  {_plain(description)}" for key, description in self.keys]
         lines.append("\n[dim]Esc, ? or q closes this help[/dim]")
         with VerticalScroll(id="help"):
             yield Static("\n".join(lines))

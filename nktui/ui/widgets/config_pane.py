@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Input, Label, Select
 
 from nktui.training import ConfigError, RunConfig
 from nktui.training.config import ACTIVATIONS, OPTIMIZERS, parse_hidden
@@ -95,7 +95,6 @@ class ConfigPane(VerticalScroll, can_focus=False):
                     widget = Input(value, id=f"f-{field.name}", compact=True)
                     widget.tooltip = field.tooltip or None
                     yield widget
-        yield Static("", id="config-hint")
 
     # -- reading the form -------------------------------------------------------------------------------------
     def raw_values(self) -> dict[str, str]:
@@ -142,8 +141,8 @@ class ConfigPane(VerticalScroll, can_focus=False):
         changed = set(self.changed_fields(self.config))
         for field in FIELDS:
             self.query_one(f"#row-{field.name}").set_class(field.name in changed, "changed")
-        hint = self.query_one("#config-hint", Static)
-        hint.update("[b]r[/b] restarts with the marked changes" if changed else "[dim]lr: Enter applies[/dim]")
+        # In the border: the pane scrolls at 80x24, and the hint must stay in sight.
+        self.border_subtitle = "r applies the marks" if changed else "Enter: lr, watch now"
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.refresh_marks()

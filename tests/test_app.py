@@ -16,6 +16,7 @@ from pilot_support import DEADLINE, plain, started, ui_thread_idle, until  # noq
 from textual.widgets import Input, Label, Static
 
 from nktui.training import EvalResult, RunConfig, RunState, StepRecord
+from nktui.ui import keys
 from nktui.ui.app import NktuiApp
 from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.screens.help import HelpScreen
@@ -241,6 +242,16 @@ async def test_y_toggles_the_log_scale(make_app):
         await pilot.press("y")
         assert plot.log_scale is False
         assert plot.border_subtitle == ""
+        palette = {command.title: command for command in app.get_system_commands(app.screen)}  # ctrl+p
+        await palette["Log scale"].callback()  # runs what y runs
+        assert plot.log_scale is True
+
+
+def test_the_command_palette_offers_every_key_bar_action_by_name():
+    shown = {binding.id for binding in keys.BINDINGS if binding.show} - {"quit"}  # Textual's palette has its own Quit
+    offered = [binding_id for _, binding_id in keys.PALETTE]
+    assert shown <= set(offered) and set(offered) <= set(keys.BY_ID)
+    assert all(keys.BY_ID[binding_id].tooltip for binding_id in offered)  # the palette's help line
 
 
 # -- r: restart ----------------------------------------------------------------------------------------------------------

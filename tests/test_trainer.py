@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 
 import pytest
@@ -11,6 +12,7 @@ from torch import nn
 
 from nktui.training import ConfigError, EvalResult, ModelError, RunConfig, StepRecord, Trainer
 from nktui.training.config import DEFAULT_STEPS
+from nktui.training.models import load_factory
 
 
 def params(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -355,6 +357,18 @@ def test_custom_model_from_a_file(make_trainer, tmp_path):
     trainer = make_trainer(model=f"{path}:build", lr=0.5)
     losses = [trainer.step().loss for _ in range(30)]
     assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_an_edited_model_file_loads_as_edited_even_within_the_same_second(tmp_path):
+    """Python trusts a __pycache__ .pyc whose source has the same size and mtime (whole seconds); an edit inside
+    that second (a user fixing a layer size and pressing r) must still load the new code."""
+    path = tmp_path / "sized.py"
+    path.write_text("def build(input_shape, num_classes):\n    return 16\n")
+    assert load_factory(f"{path}:build")((64,), 10) == 16
+    stat = path.stat()
+    path.write_text("def build(input_shape, num_classes):\n    return 32\n")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+    assert load_factory(f"{path}:build")((64,), 10) == 32
 
 
 @pytest.mark.parametrize(

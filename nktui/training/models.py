@@ -81,7 +81,9 @@ def load_factory(spec: str):
                 raise ModelError(f"model file {path} does not exist")
             module_spec = importlib.util.spec_from_file_location(f"nktui_user_model_{path.stem}", path)
             module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            # Compiled from the source every time, never from a __pycache__ file: a .pyc is trusted when the
+            # source's size and mtime (whole seconds) match, so a file edited within a second could load stale.
+            exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)
         else:
             if "" not in sys.path:  # `python -m` puts the current folder on the path; a console script does not
                 sys.path.insert(0, "")

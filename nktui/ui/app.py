@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
 
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from nktui.training import ConfigError, RunConfig, RunState
-from nktui.ui import run_lifecycle
+from nktui.ui import keys, run_lifecycle
 from nktui.ui.format import byte_size, lr_text, number
 from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.screens.help import HelpScreen
@@ -38,35 +38,7 @@ QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when q
 class NktuiApp(App[int]):
     TITLE = "nktui"
     CSS_PATH = "app.tcss"
-    BINDINGS = [  # the description is the key bar's label, the tooltip the help screen's line
-        Binding("space", "toggle_pause", "Pause/Run", id="pause", tooltip="pause, or let it run"),
-        Binding("n", "step", "Step", id="step", tooltip="while paused: exactly one forward, backward and update"),
-        Binding("t", "trace", "Trace", id="trace",
-                tooltip="while paused: one step, phase by phase (forward, softmax and loss, backward, update)"),
-        Binding("b", "rewind", "Rewind", id="rewind",
-                tooltip="while paused: one step back, or to just before the step shown while scrubbing"),
-        Binding("w", "whatif", "LR what-if", id="whatif",
-                tooltip="while paused: the next step's loss at 13 learning rates; Enter applies one"),
-        Binding("l", "set_lr", "LR", id="lr", tooltip="type a new learning rate (0.01, 1e-3)"),
-        Binding("right_square_bracket", "scale_lr(2.0)", "LR×2", id="lr-double", key_display="]",
-                tooltip="double the learning rate"),
-        Binding("left_square_bracket", "scale_lr(0.5)", "LR÷2", id="lr-halve", key_display="[",
-                tooltip="halve the learning rate"),
-        Binding("e", "evaluate", "Eval", id="evaluate",
-                tooltip="evaluate on the validation split now: confusion matrix, per-class numbers, worst mistakes"),
-        Binding("v", "surface", "Surface", id="surface", tooltip="the loss surface around the weights, with the path"),
-        Binding("y", "toggle_log_scale", "Log", id="log-scale", tooltip="log scale on the loss plot"),
-        Binding("r", "restart", "Restart", id="restart", tooltip="restart with the config pane's settings (asks)"),
-        Binding("s", "save_checkpoint", "Save", id="save", tooltip="save last.pt now: the full training state"),
-        Binding("c", "focus_config", "Config", id="config", show=False,
-                tooltip="edit the config pane (tab between fields)"),
-        Binding("escape", "focus_gradients", "Back", id="back", show=False, tooltip="back to the gradient pane"),
-        Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="this help"),
-        Binding("q", "quit", "Quit", id="quit", tooltip="save last.pt, stop at a step boundary and quit"),
-        Binding("ctrl+c", "quit", "Quit", id="ctrl-c-quit", show=False, priority=True, tooltip="the same as q"),
-        Binding("ctrl+s", "save_config", "Save config", id="save-config", show=False,
-                tooltip="save the config pane's settings as TOML"),
-    ]
+    BINDINGS = keys.BINDINGS
 
     def __init__(self, config: RunConfig, *, paused: bool = False, run_dir=None, resume=None,
                  handle_signals: bool = False, **trainer_kwargs) -> None:
@@ -335,11 +307,11 @@ class NktuiApp(App[int]):
         self.gradient_pane.focus()
 
     def action_help(self) -> None:
-        keys = [(b.key_display or b.key, b.tooltip or b.description) for b in self.BINDINGS]
-        keys += [("enter", "open the selected layer's detail"), ("← →", "while paused: older / newer measured steps"),
+        lines = [(b.key_display or b.key, b.tooltip or b.description) for b in self.BINDINGS]
+        lines += [("enter", "open the selected layer's detail"), ("← →", "while paused: older / newer measured steps"),
                  ("home end", "the oldest / newest measured step"), ("tab", "move between panes and fields"),
                  ("ctrl+p", "command palette: every action by name")]
-        self.push_screen(HelpScreen(keys))
+        self.push_screen(HelpScreen(lines))
 
     async def action_quit(self) -> None:
         self.shutdown("quit")
@@ -386,24 +358,9 @@ class NktuiApp(App[int]):
     # -- the command palette: the same actions by name -----------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Pause / resume", "Pause the training, or let it run", self.action_toggle_pause)
-        yield SystemCommand("Step", "Take exactly one update while paused", self.action_step)
-        yield SystemCommand("Trace a step", "Walk one step phase by phase: forward, loss, backward, update",
-                            self.action_trace)
-        yield SystemCommand("Rewind", "Go back one step (or to just before the step shown)", self.action_rewind)
-        yield SystemCommand("LR what-if", "The next step's loss at a dozen learning rates", self.action_whatif)
-        yield SystemCommand("Set learning rate", "Type a new LR for the next steps", self.action_set_lr)
-        yield SystemCommand("Double LR", "Multiply the LR by 2", lambda: self.action_scale_lr(2.0))
-        yield SystemCommand("Halve LR", "Divide the LR by 2", lambda: self.action_scale_lr(0.5))
-        yield SystemCommand("Evaluate", "Validation loss, accuracy, confusion matrix, per-class metrics, worst mistakes",
-                            self.action_evaluate)
-        yield SystemCommand("Loss surface", "The loss around the weights now, with the descent path on it",
-                            self.action_surface)
-        yield SystemCommand("Log scale", "Toggle a log scale on the loss plot", self.action_toggle_log_scale)
-        yield SystemCommand("Restart", "Restart the run with the config pane's settings", self.action_restart)
-        yield SystemCommand("Save config", "Write the config pane's settings to a TOML file (ctrl+s)",
-                            self.action_save_config)
-        yield SystemCommand("Help", "Every key and what it does", self.action_help)
+        for title, binding_id in keys.PALETTE:
+            binding = keys.BY_ID[binding_id]
+            yield SystemCommand(title, binding.tooltip, partial(self.run_action, binding.action))
 
 
 def run_app(config: RunConfig, *, paused: bool = False, resume=None) -> int:

@@ -1,0 +1,91 @@
+"""Regenerate the README's screenshots: `python assets/screenshots.py` (needs rsvg-convert, Debian's librsvg2-bin).
+
+Each picture is the real app driven by Textual's Pilot at 100x30, on the bundled digits, on the CPU, saved as SVG by
+`save_screenshot()` and turned into PNG by rsvg-convert. The scenes:
+
+- nktui.png: the MLP after a few hundred steps, paused, then three single steps (`n`);
+- trace.png: the trace of one step, phase 4 (update);
+- evaluation.png: `e` after a few hundred steps;
+- landscape.png: `v` on the linear model after a few hundred steps, with the descent path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from nktui.training import RunConfig, RunState
+from nktui.ui.app import NktuiApp
+
+ASSETS = Path(__file__).resolve().parent
+SIZE = (100, 30)
+
+
+async def until(pilot, predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def trained(pilot, steps: int) -> None:
+    """Let the run train to about `steps`, pause it, and let the panes catch up."""
+    app = pilot.app
+    await until(pilot, lambda: app.session.state is RunState.RUNNING, "the run to start")
+    await until(pilot, lambda: app.session.trainer.step_count >= steps, f"step {steps}", 120)
+    await pilot.press("space")
+    await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
+    for _ in range(3):
+        step = app.session.trainer.step_count
+        await pilot.press("n")
+        await until(pilot, lambda: app.gradient_pane.shown_step == step + 1, "the single step")
+    await pilot.pause(1.0)  # the plot's next redraw
+    app.clear_notifications()
+    await pilot.pause(0.3)
+
+
+def png(svg: str, name: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "shot.svg"
+        source.write_text(svg.replace("\u00a0", " "))  # rsvg-convert spaces non-breaking spaces unevenly
+        subprocess.run(["rsvg-convert", str(source), "-o", str(ASSETS / name)], check=True)
+    print("wrote", ASSETS / name)
+
+
+async def main_screen() -> None:
+    app = NktuiApp(RunConfig(seed=0, device="cpu", model="mlp", steps=10**6), paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await trained(pilot, 400)
+        png(app.export_screenshot(), "nktui.png")
+        await pilot.press("t")
+        await until(pilot, lambda: getattr(app.screen, "trace", None) is not None, "the trace")
+        for _ in range(3):  # forward, softmax and loss, backward, update
+            await pilot.press("t")
+        await pilot.pause(0.5)
+        png(app.export_screenshot(), "trace.png")
+        await pilot.press("escape")
+        await pilot.press("e")
+        await until(pilot, lambda: getattr(app.screen, "evaluation", None) is not None, "the evaluation")
+        await pilot.pause(0.5)
+        png(app.export_screenshot(), "evaluation.png")
+    app.session.stop(5.0)
+
+
+async def landscape() -> None:
+    app = NktuiApp(RunConfig(seed=0, device="cpu", steps=10**6), paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await trained(pilot, 300)
+        await pilot.press("v")
+        await until(pilot, lambda: getattr(app.screen, "surface", None) is not None, "the surface")
+        await pilot.pause(1.0)
+        png(app.export_screenshot(), "landscape.png")
+    app.session.stop(5.0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main_screen())
+    asyncio.run(landscape())

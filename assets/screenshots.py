@@ -1,4 +1,6 @@
-"""Regenerate the README's screenshots: `python assets/screenshots.py` (needs rsvg-convert, Debian's librsvg2-bin).
+"""Regenerate the README's screenshots: `python assets/screenshots.py`.
+
+Needs rsvg-convert and the font Textual's SVGs name (Debian: `apt install librsvg2-bin fonts-firacode`).
 
 Each picture is the real app driven by Textual's Pilot at 100x30, on the bundled digits, on the CPU, saved as SVG by
 `save_screenshot()` and turned into PNG by rsvg-convert. The scenes:
@@ -51,7 +53,8 @@ async def trained(pilot, steps: int) -> None:
 def png(svg: str, name: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "shot.svg"
-        source.write_text(svg.replace("\u00a0", " "))  # rsvg-convert spaces non-breaking spaces unevenly
+        # rsvg-convert drops the width of a leading non-breaking space in a span: plain spaces, kept as they are
+        source.write_text(svg.replace("&#160;", " ").replace("<svg ", '<svg xml:space="preserve" ', 1))
         subprocess.run(["rsvg-convert", str(source), "-o", str(ASSETS / name)], check=True)
     print("wrote", ASSETS / name)
 

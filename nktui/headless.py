@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cli import one_line, print_error
+from .signals import StopSignals
 from .training import EvalResult, NktuiError, RunConfig, RunState, StepRecord, Trainer
 from .training.devices import describe_device
 from .training.exporters import check_exports, enable_histograms, open_writers
 from .training.gpu import gpu_line, gpu_monitor
-from .signals import StopSignals
 from .training.keeper import RunKeeper
 from .training.rundir import choose_run_dir
 

@@ -30,8 +30,14 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .landscape_directions import Directions, path_directions, random_directions, weight_directions
-from .landscape_directions import WeightRef, largest_gradient_weights
+from .landscape_directions import (
+    Directions,
+    WeightRef,
+    largest_gradient_weights,
+    path_directions,
+    random_directions,
+    weight_directions,
+)
 
 MODES = ("weights", "random", "path")
 DEFAULT_RESOLUTION = 31

@@ -34,11 +34,11 @@ from .keeper import Checkpointer
 from .models import build_model
 from .optim import build_optimizer, get_lr, set_lr
 from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit, frozen_mapping
-from .sources import ImageSet
 from .rewind import RewindBuffer
-from .watch import Watcher, first_nonfinite_parameter
+from .sources import ImageSet
 from .trace import StepTrace, Tracer
 from .trajectory import Trajectory
+from .watch import Watcher, first_nonfinite_parameter
 
 FLUSH_EVERY = 64  # most steps kept on the device before their records are made
 

@@ -31,7 +31,11 @@ from nktui.ui.widgets.status_bar import StatusBar
 from nktui.ui.widgets.too_small import TooSmall
 
 TICK_SECONDS = 0.2  # how often the UI pulls records (5 Hz)
-PLOT_SECONDS = 0.4  # the plot redraws at most this often, and only when the history changed
+# While the run trains, the plot and the gradient pane redraw at most this often, and only when their data changed;
+# while paused, at once. Their drawing is Python that holds the GIL, and a small model's training loop is Python
+# too: every millisecond the UI draws is more than a millisecond the trainer waits (benchmarks/tui_overhead.py).
+PLOT_SECONDS = 1.0
+GRADIENTS_SECONDS = 0.5
 QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when quitting
 
 
@@ -49,7 +53,8 @@ class NktuiApp(App[int]):
         self.start_paused = paused
         self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
         self.session: Session | None = None
-        self._last_plot = 0.0
+        self._last_plot = self._last_gradients = 0.0
+        self._gradients_stale = False  # observed records the gradient pane has not shown yet
         self.run_dir, self.resume, self.handle_signals = run_dir, resume, handle_signals
         self.exit_line: str | None = None  # printed once the terminal is back: what last.pt holds, how to resume
         self.stop_signal: str | None = None  # the signal that ended the app
@@ -105,7 +110,12 @@ class NktuiApp(App[int]):
                         title="Rewind", timeout=4)
         if changes.watch is not None:
             self.on_watchpoint(changes.watch)
-        if changes.observed and session.shown_record is not None and session.scrub_index is None:
+        now = time.monotonic()
+        running = session.state is RunState.RUNNING
+        self._gradients_stale |= changes.observed
+        if (self._gradients_stale and session.shown_record is not None and session.scrub_index is None
+                and (not running or now - self._last_gradients >= GRADIENTS_SECONDS)):
+            self._gradients_stale, self._last_gradients = False, now
             self.gradient_pane.show(session.shown_record)
             self.show_rewind_memory()
         if changes.steps and session.state is RunState.PAUSED:
@@ -113,8 +123,7 @@ class NktuiApp(App[int]):
         if changes.steps:
             self.config_pane.show_lr(session.lr)
         plot = self.loss_plot
-        now = time.monotonic()
-        if session.history.version != plot.drawn_version and now - self._last_plot >= PLOT_SECONDS:
+        if session.history.version != plot.drawn_version and (not running or now - self._last_plot >= PLOT_SECONDS):
             self._last_plot = now
             self.draw_plot()
         self.show_status()
@@ -125,7 +134,8 @@ class NktuiApp(App[int]):
 
     def show_rewind_memory(self) -> None:
         states, size = self.session.rewind_memory
-        self.gradient_pane.border_subtitle = f"←→ history · b rewind ({states} states, {byte_size(size)})"
+        kept = f"{states} state" + ("" if states == 1 else "s")
+        self.gradient_pane.border_subtitle = f"←→ history · b rewind ({kept}, {byte_size(size)})"
 
     def on_watchpoint(self, hit) -> None:
         self.error_line.update(

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nktui.training import (
-    Controller, EvalResult, NktuiError, Rewound, RunConfig, RunState, StepRecord, WatchHit, launch,
+    Controller,
+    EvalResult,
+    NktuiError,
+    Rewound,
+    RunConfig,
+    RunState,
+    StepRecord,
+    WatchHit,
+    launch,
 )
 from nktui.training.history import RunHistory
 from nktui.training.keeper import RunKeeper

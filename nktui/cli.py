@@ -198,6 +198,22 @@ def print_error(message: object, file: Any = None) -> None:
     print(f"nktui: error: {one_line(message)}", file=sys.stderr if file is None else file, flush=True)
 
 
+def build_config_or_exit_code(args: list[str]) -> tuple[Any, Options] | int:
+    """`build_config(args)`, or the exit code when it cannot: argparse's own (--help, --version: 0; a malformed
+    command line: 2), or 2 after one line for a bad value (an `NktuiError`)."""
+    try:
+        return build_config(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    except Exception as exc:
+        from .training.errors import NktuiError
+
+        if isinstance(exc, NktuiError):
+            print_error(exc)
+            return 2
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     """`nktui` and `python -m nktui`: returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -209,17 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         from .eval_command import main as eval_main
 
         return eval_main(args_list[1:])
-    try:
-        config, options = build_config(args_list)
-    except SystemExit as exc:  # argparse: --help, --version, or a malformed command line
-        return exc.code if isinstance(exc.code, int) else 2
-    except Exception as exc:
-        from .training.errors import NktuiError
-
-        if isinstance(exc, NktuiError):
-            print_error(exc)
-            return 2
-        raise
+    built = build_config_or_exit_code(args_list)
+    if isinstance(built, int):
+        return built
+    config, options = built
     if options.command == "train":
         from .headless import run_headless
 

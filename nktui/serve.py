@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import ArgumentParser, _add_config_flags, build_config, print_error
+from .cli import ArgumentParser, _add_config_flags, build_config_or_exit_code, print_error
 
 INSTALL_HINT = "pip install 'nktui[serve]' (or pip install textual-serve)"
 DEFAULT_HOST = "127.0.0.1"
@@ -83,17 +83,10 @@ def serve_main(argv: list[str]) -> int:
         print_error("nktui serve cannot --resume: every tab would go on with the same run in the same folder. Resume "
                     "in a terminal (nktui --resume PATH), or serve a fresh run of it: --config RUN_DIR/config.toml")
         return 2
-    try:
-        config, _ = build_config(app_args)  # the tabs' config: a bad value is reported here, once, not in every tab
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    except Exception as exc:
-        from .training.errors import NktuiError
-
-        if isinstance(exc, NktuiError):
-            print_error(exc)
-            return 2
-        raise
+    built = build_config_or_exit_code(app_args)  # the tabs' config: a bad value is reported here, not in every tab
+    if isinstance(built, int):
+        return built
+    config, _ = built
     if importlib.util.find_spec("textual_serve") is None:
         print_error(f"nktui serve needs the textual-serve package, which is not installed: {INSTALL_HINT}")
         return 2

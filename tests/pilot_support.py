@@ -89,3 +89,16 @@ def plain(widget: Static, width: int = 200) -> str:
     with console.capture() as capture:
         console.print(content)
     return capture.get()
+
+
+def record_notifications(app) -> list[tuple[str, str]]:
+    """Every (message, severity) the app notifies from now on."""
+    seen: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message, *, title="", severity="information", **kwargs):
+        seen.append((str(message), severity))
+        return notify(message, title=title, severity=severity, **kwargs)
+
+    app.notify = recording
+    return seen

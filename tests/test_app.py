@@ -12,7 +12,14 @@ import asyncio
 import time
 
 import pytest
-from pilot_support import DEADLINE, plain, started, ui_thread_idle, until  # noqa: F401 (ui_thread_idle: an autouse fixture)
+from pilot_support import (  # noqa: F401 (ui_thread_idle: an autouse fixture)
+    DEADLINE,
+    plain,
+    record_notifications,
+    started,
+    ui_thread_idle,
+    until,
+)
 from textual.widgets import Input, Label, Static
 
 from nktui.training import EvalResult, RunConfig, RunState, StepRecord
@@ -52,19 +59,6 @@ def make_app():
 
 def steps(app: NktuiApp) -> list[StepRecord]:
     return [r for r in app.session.trainer.records.since(0)[1] if isinstance(r, StepRecord)]
-
-
-def record_notifications(app: NktuiApp) -> list[tuple[str, str]]:
-    """Every (message, severity) the app notifies from now on."""
-    seen: list[tuple[str, str]] = []
-    notify = app.notify
-
-    def recording(message, *, title="", severity="information", **kwargs):
-        seen.append((str(message), severity))
-        return notify(message, title=title, severity=severity, **kwargs)
-
-    app.notify = recording
-    return seen
 
 
 async def single_step(pilot) -> StepRecord:

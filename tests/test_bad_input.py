@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pilot_support import START_DEADLINE, until
+from pilot_support import START_DEADLINE, record_notifications, until
 from textual.widgets import Input
 
 from nktui import cli
@@ -138,22 +138,9 @@ def stop_sessions(monkeypatch):
             app.session.stop(5.0)
 
 
-def record_notices(app) -> list[tuple[str, str]]:
-    """Every (message, severity) the app notifies from now on."""
-    seen: list[tuple[str, str]] = []
-    notify = app.notify
-
-    def recording(message, *, title="", severity="information", **kwargs):
-        seen.append((str(message), severity))
-        return notify(message, title=title, severity=severity, **kwargs)
-
-    app.notify = recording
-    return seen
-
-
 async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
     app = NktuiApp(RunConfig(device="cpu", steps=10**6, dataset=f"imagefolder:{files / 'no_images'}"), paused=True)
-    seen = record_notices(app)
+    seen = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.session.state is RunState.FAILED, "the failure", START_DEADLINE)
         await pilot.pause(0.3)
@@ -186,7 +173,7 @@ async def test_a_trainer_fault_keeps_the_app_up_with_the_traceback_logged(tmp_pa
     (tmp_path / "fails.py").write_text(FAILS_AT_50)
     config = RunConfig(device="cpu", steps=10**6, model=f"{tmp_path / 'fails.py'}:build", rewind_every=16)
     app = NktuiApp(config, paused=False, run_dir=tmp_path / "run")
-    seen = record_notices(app)
+    seen = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.session.state is RunState.FAILED, "the fault", START_DEADLINE)
         await until(pilot, lambda: app.error_line.display, "the error line")
@@ -206,7 +193,7 @@ async def test_a_nan_pauses_the_app_names_the_layer_and_keeps_last_pt_finite(tmp
     (tmp_path / "nan.py").write_text(NAN_AT_10)
     config = RunConfig(device="cpu", steps=10**6, model=f"{tmp_path / 'nan.py'}:build", checkpoint_every=5)
     app = NktuiApp(config, paused=False, run_dir=tmp_path / "run")
-    seen = record_notices(app)
+    seen = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.session.state is RunState.PAUSED, "the nan to pause the run", START_DEADLINE)
         await until(pilot, lambda: app.error_line.display, "the watchpoint line")

@@ -28,12 +28,12 @@ import importlib.util
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from .config import RunConfig
 from .errors import ConfigError
 from .records import EvalResult, LayerStats, StepRecord
-from .rundir import METRICS_FILE, MetricsWriter, eval_row, step_row
+from .rundir import METRICS_FILE, MetricsWriter
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_BINS = 30  # gradient histogram bins when TensorBoard asks for histograms and nobody else did
@@ -46,16 +46,6 @@ class Writer(Protocol):
     def write(self, records: Iterable[Any]) -> int: ...
 
     def close(self) -> None: ...
-
-
-def metric_row(record: Any, log_every: int) -> dict[str, Any] | None:
-    """The metrics.jsonl row of a step or validation record (None for a step that is not logged, and for
-    watchpoint hits and rewinds, which are events, not metrics)."""
-    if isinstance(record, StepRecord):
-        return step_row(record) if record.step % log_every == 0 else None
-    if isinstance(record, EvalResult) and record.split == "val":
-        return eval_row(record)
-    return None
 
 
 # -- metrics.csv ------------------------------------------------------------------------------------------------
@@ -75,36 +65,24 @@ def csv_values(row: dict[str, Any], layers: Sequence[str]) -> list[Any]:
     return cells
 
 
-class CsvWriter:
-    """Appends the step and eval rows of records to `metrics.csv`; the header (from the model's parameter names) is
-    written when the file is new."""
+class CsvWriter(MetricsWriter):
+    """Appends the step and eval rows of records to `metrics.csv` (watchpoint hits, rewinds and resumes are events
+    with no columns here); the header (from the model's parameter names) is written when the file is new."""
 
     def __init__(self, path: str | Path, log_every: int, layers: Sequence[str]) -> None:
-        self.path = Path(path)
-        self.log_every = log_every
         self.layers = tuple(layers)
-        self.rows = 0
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file: IO[str] = open(self.path, "a", encoding="utf-8", newline="")
+        new = not Path(path).exists() or Path(path).stat().st_size == 0
+        super().__init__(path, log_every, newline="")
         self._csv = csv.writer(self._file)
         if new:
             self._csv.writerow(csv_header(self.layers))
             self._file.flush()
 
-    def write(self, records: Iterable[Any]) -> int:
-        written = 0
-        for record in records:
-            row = metric_row(record, self.log_every)
-            if row is not None:
-                self._csv.writerow(["" if v is None else v for v in csv_values(row, self.layers)])
-                written += 1
-        if written:
-            self._file.flush()
-        self.rows += written
-        return written
-
-    def close(self) -> None:
-        self._file.close()
+    def _emit(self, row: dict[str, Any]) -> bool:
+        if row["type"] not in ("step", "eval"):
+            return False
+        self._csv.writerow(["" if v is None else v for v in csv_values(row, self.layers)])
+        return True
 
 
 def read_csv(path: str | Path) -> list[dict[str, float | int | None]]:

@@ -126,11 +126,11 @@ def eval_row(result: EvalResult) -> dict[str, Any]:
 class MetricsWriter:
     """Appends rows for records to `metrics.jsonl`. Call `write()` from the thread that reads the records."""
 
-    def __init__(self, path: str | Path, log_every: int) -> None:
+    def __init__(self, path: str | Path, log_every: int, *, newline: str | None = None) -> None:
         self.path = Path(path)
         self.log_every = log_every
         self.rows = 0
-        self._file: IO[str] = open(self.path, "a", encoding="utf-8")
+        self._file: IO[str] = open(self.path, "a", encoding="utf-8", newline=newline)
 
     def row_for(self, record) -> dict[str, Any] | None:
         """The row a record gets, or None for a step that is not logged."""
@@ -152,13 +152,17 @@ class MetricsWriter:
         written = 0
         for record in records:
             row = self.row_for(record)
-            if row is not None:
-                self._file.write(json.dumps(row, allow_nan=False, separators=(",", ":")) + "\n")
+            if row is not None and self._emit(row):
                 written += 1
         if written:
             self._file.flush()
         self.rows += written
         return written
+
+    def _emit(self, row: dict[str, Any]) -> bool:
+        """Write one row; False if this file has no place for it. (Subclasses write other formats.)"""
+        self._file.write(json.dumps(row, allow_nan=False, separators=(",", ":")) + "\n")
+        return True
 
     def close(self) -> None:
         self._file.close()

@@ -1,5 +1,5 @@
 """`python -m nktui`: the same as the `nktui` command."""
 
-from nktui.cli import main
+from nktui.cli import run
 
-raise SystemExit(main())
+run()

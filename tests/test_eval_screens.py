@@ -79,6 +79,22 @@ async def test_v_draws_the_surface_with_the_descent_path(app, size):
         assert [p.step for p in screen.surface.path][-2:] == [4, 5]
 
 
+async def test_the_surface_lays_itself_out_again_when_the_terminal_shrinks(app):
+    async with app.run_test(size=(160, 45)) as pilot:
+        await take_steps(pilot, 2)
+        await pilot.press("v")
+        await until(pilot, lambda: getattr(app.screen, "surface", None) is not None, "the surface")
+        screen = app.screen
+        await pilot.resize_terminal(80, 24)
+        legend, side = screen.query_one("#ls-legend"), screen.query_one("#ls-side")
+
+        def laid_out_again() -> bool:  # map, legend and the 1-D slice side by side within 80 columns
+            return screen.query_one("#ls-map").region.right <= legend.region.x and side.region.right <= 80
+
+        await until(pilot, laid_out_again, "the map, legend and slice to fit 80 columns")
+        assert side.region.width >= 20
+
+
 async def test_esc_cancels_the_surface_and_leaves_the_weights_alone(app):
     async with app.run_test(size=(100, 30)) as pilot:
         await take_steps(pilot, 2)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -27,17 +30,17 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
-        lines = [ABOUT, "[b]Keys[/b]"]
-        # A key such as `[` must not open a markup tag: escape every bracket in the keys and descriptions.
-        lines += [f"  [b]{_plain(f'{key:>9}')}[/b]  {_plain(description)}" for key, description in self.keys]
-        lines.append("\n[dim]Esc, ? or q closes this help[/dim]")
+        # Keys right-aligned in a column of their own; a long description wraps within its column (80x24 too).
+        keys = Table.grid(padding=(0, 2))
+        keys.add_column(justify="right", style="bold", no_wrap=True)
+        keys.add_column()
+        for key, description in self.keys:
+            keys.add_row(Text(key), Text(description))  # Text, not markup: `[` is a key here
         with VerticalScroll(id="help"):
-            yield Static("\n".join(lines))
+            yield Static(ABOUT)
+            yield Static("[b]Keys[/b]")
+            yield Static(Padding(keys, (0, 0, 0, 2)))
+            yield Static("\n[dim]Esc, ? or q closes this help[/dim]")
 
     def action_close(self) -> None:
         self.dismiss(None)
-
-
-def _plain(text: str) -> str:
-    """Text shown as is inside markup (every `[` escaped)."""
-    return text.replace("[", "\\[")

@@ -305,7 +305,7 @@ class LandscapeScreen(ModalScreen[None]):
         plot.refresh()
 
     def on_resize(self) -> None:
-        self.draw()
+        self.call_after_refresh(self.draw)  # after the layout: #ls-body has its new size then
 
 
 def axis_caption(surface, side: int) -> list[Text]:

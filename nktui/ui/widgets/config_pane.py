@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 
 from nktui.training import ConfigError, RunConfig
-from nktui.training.config import ACTIVATIONS, OPTIMIZERS, parse_hidden
+from nktui.training.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
 from nktui.ui.format import lr_text
 
 
@@ -92,7 +92,8 @@ class ConfigPane(VerticalScroll, can_focus=False):
                     yield Select([(c, c) for c in field.choices], value=value, allow_blank=False, id=f"f-{field.name}",
                                  compact=True)
                 else:
-                    widget = Input(value, id=f"f-{field.name}", compact=True)
+                    widget = Input(value, placeholder=placeholder(self.config, field), id=f"f-{field.name}",
+                                   compact=True)
                     widget.tooltip = field.tooltip or None
                     yield widget
 
@@ -197,3 +198,10 @@ def _expected(field: Field) -> str:
         "float": "a number",
         "hidden": "comma-separated layer sizes such as 128,64",
     }.get(field.kind, "text")
+
+
+def placeholder(config: RunConfig, field: Field) -> str:
+    """What an empty field means, shown dimmed in it: the step limit when --steps is not given."""
+    if field.name == "steps":
+        return f"{config.epochs} epochs" if config.epochs else str(DEFAULT_STEPS)  # dimmed: a default
+    return ""

@@ -21,6 +21,7 @@ from pilot_support import (  # noqa: F401 (ui_thread_idle: an autouse fixture)
     ui_thread_idle,
     until,
 )
+from textual import events
 from textual.widgets import Input, Label, Static
 
 from nktui.training import EvalResult, RunConfig, RunState, StepRecord
@@ -153,6 +154,22 @@ async def test_lr_dialog_applies_valid_input(make_app):
             assert record.lr == value, f"the step after typing {text} used lr {record.lr}"
             assert app.session.trainer.optimizer.param_groups[0]["lr"] == value
             await until(pilot, lambda: f"lr {value:g}" in app.status_bar.text, "the status bar's lr")
+
+
+async def test_keys_that_arrive_together_apply_in_the_order_typed(make_app):
+    """A slow SSH link delivers several keys at once; backspace must not run after the keys typed behind it."""
+    app = make_app(paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LrDialog), "the LR dialog")
+        field = app.screen.query_one("#lr-input", Input)
+        await until(pilot, lambda: field.has_focus, "the focused field")
+        burst = [("0", "0"), ("full_stop", "."), ("5", "5"), ("backspace", None), ("2", "2"), ("enter", "\r")]
+        for key, character in burst:  # posted together, none waiting for the one before
+            app.post_message(events.Key(key, character))
+        await until(pilot, lambda: not isinstance(app.screen, LrDialog), "the dialog to close")
+        assert app.session.lr == 0.2
 
 
 INVALID_LRS = [("", "empty"), ("abc", "must be a number"), ("0", "greater than 0"), ("-1", "greater than 0"),

@@ -10,6 +10,7 @@ from textual.widgets import Input, Label
 
 from nktui.training import ConfigError, parse_lr
 from nktui.ui.format import lr_text
+from nktui.ui.widgets.typed_input import TypedInput
 
 
 class LrDialog(ModalScreen[float | None]):
@@ -24,7 +25,7 @@ class LrDialog(ModalScreen[float | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label(f"Learning rate (now {lr_text(self.current)}): a positive number such as 0.01 or 1e-3")
-            yield Input(lr_text(self.current), id="lr-input", select_on_focus=True)
+            yield TypedInput(lr_text(self.current), id="lr-input", select_on_focus=True)
             yield Label("", id="lr-error")
             yield Label("[dim]Enter applies it from the next step · Esc cancels[/dim]")
 

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from nktui.training import ConfigError, RunConfig
+from nktui.ui.widgets.typed_input import TypedInput
 
 DEFAULT_FILE = "nktui-config.toml"
 RUN_DIR_FILE = "saved-config.toml"  # in a run directory: config.toml is the config the run started with
@@ -57,7 +58,7 @@ class SaveConfigDialog(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("Save the config pane's settings as TOML to:")
-            yield Input(str(self.path), id="save-path", select_on_focus=False)
+            yield TypedInput(str(self.path), id="save-path", select_on_focus=False)
             yield Label("", id="save-error")
             yield Label("[dim]Enter saves (an existing file is replaced) · Esc cancels · "
                         "nktui --config FILE starts the same run[/dim]")

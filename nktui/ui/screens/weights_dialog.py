@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from nktui.ui.widgets.typed_input import TypedInput
+
 
 class WeightsDialog(ModalScreen[tuple[object, object] | None]):
     """Dismisses with (W1, W2) as WeightRefs, or None when cancelled. `shapes`: parameter name -> shape."""
@@ -25,8 +27,8 @@ class WeightsDialog(ModalScreen[tuple[object, object] | None]):
         with Vertical(id="dialog"):
             yield Label("The two weights of the surface's plane, as name[i,j] (or a flat index, name[k])", markup=False)
             yield Label(Text(names, style="dim"))
-            yield Input(self.initial[0], id="w1-input", placeholder="W1, e.g. fc.weight[3,17]", select_on_focus=True)
-            yield Input(self.initial[1], id="w2-input", placeholder="W2", select_on_focus=True)
+            yield TypedInput(self.initial[0], id="w1-input", placeholder="W1, e.g. fc.weight[3,17]", select_on_focus=True)
+            yield TypedInput(self.initial[1], id="w2-input", placeholder="W2", select_on_focus=True)
             yield Label("", id="weights-error")
             yield Label("[dim]Enter on W1 moves to W2, Enter on W2 computes the surface · Esc cancels[/dim]")
 

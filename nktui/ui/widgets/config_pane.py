@@ -17,6 +17,7 @@ from textual.widgets import Input, Label, Select
 from nktui.training import ConfigError, RunConfig
 from nktui.training.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
 from nktui.ui.format import lr_text
+from nktui.ui.widgets.typed_input import TypedInput
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class ConfigPane(VerticalScroll, can_focus=False):
                     yield Select([(c, c) for c in field.choices], value=value, allow_blank=False, id=f"f-{field.name}",
                                  compact=True)
                 else:
-                    widget = Input(value, placeholder=placeholder(self.config, field), id=f"f-{field.name}",
+                    widget = TypedInput(value, placeholder=placeholder(self.config, field), id=f"f-{field.name}",
                                    compact=True)
                     widget.tooltip = field.tooltip or None
                     yield widget

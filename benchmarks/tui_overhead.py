@@ -72,6 +72,11 @@ def child(out_path: str, warmup: float, seconds: float, threads: int) -> None:
     app.run()
 
 
+def cpu_text(ratio: float) -> str:
+    """The CPU-time ratio, which means something only for one CPU thread (more threads' work is not in its time)."""
+    return "n/a (more than one thread)" if ratio != ratio else f"{ratio:.3f}"
+
+
 def thread_cpu_seconds(thread) -> float:
     """CPU time of another thread of this process (Linux: /proc/self/task/TID/schedstat, in nanoseconds)."""
     return int(Path(f"/proc/self/task/{thread.native_id}/schedstat").read_text().split()[0]) / 1e9
@@ -128,7 +133,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of full-speed training before measuring")
     parser.add_argument("--size", default="100x30", help="terminal size, COLUMNSxROWS")
     parser.add_argument("--threads", type=int, default=0,
-                        help="the app's CPU threads, and the bare loop's (0: the app's default, one fewer than the cores)")
+                        help="the app's CPU threads, and the bare loop's (0: the app's default, one fewer than "
+                             "the cores)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -166,12 +172,13 @@ def main() -> None:
         rows_out.append((app, steps / same, steps / full, by_cpu))
         print(
             f"round {r + 1}: bare {same:6.1f} steps/s ({threads} thr) {full:6.1f} ({cores} thr)   "
-            f"app {steps:6.1f} steps/s   ratio {steps / same:.3f} ({steps / full:.3f})   by CPU time {by_cpu:.3f}   "
+            f"app {steps:6.1f} steps/s   ratio {steps / same:.3f} ({steps / full:.3f})   "
+            f"by CPU time {cpu_text(by_cpu)}   "
             f"first frame {app['first_frame_s']:.2f} s   {app['bytes_per_sec'] / 1024:.1f} KB/s"
         )
     median = statistics.median
     print(f"ratio app/bare at the same {threads} thread(s): {median(r[1] for r in rows_out):.3f} by the wall clock, "
-          f"{median(r[3] for r in rows_out):.3f} by the training thread's CPU time (medians; target >= 0.90)")
+          f"{cpu_text(median(r[3] for r in rows_out))} by the training thread's CPU time (medians; target >= 0.90)")
     if cores != threads:
         print(f"ratio app/bare at {cores} threads, PyTorch's default: {median(r[2] for r in rows_out):.3f} (median; "
               "the app leaves a core to the UI: see --threads)")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cli import one_line, print_error
+from .gc_policy import freeze_what_is_built
 from .signals import StopSignals
 from .training import EvalResult, NktuiError, RunConfig, RunState, StepRecord, Trainer
 from .training.devices import describe_device
@@ -223,6 +224,7 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, 
             return 2
         print(controller.error_traceback, end="", file=err, flush=True)  # a bug: keep its traceback
         return 1
+    freeze_what_is_built()  # torch and the model: out of the cyclic collector's walks (see nktui.gc_policy)
     trainer: Trainer = controller.trainer
     try:
         keeper.create()

@@ -15,6 +15,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
+from nktui.gc_policy import freeze_what_is_built
 from nktui.training import (
     Controller,
     EvalResult,
@@ -115,6 +116,7 @@ class Session:
         if trainer is not None:
             if not self._configured:
                 self._configured = True
+                freeze_what_is_built()  # torch, Textual and the model: out of the cyclic collector's walks
                 self._create_run_dir()
                 self._open_exports(trainer)
             if want_snapshot and self.state is RunState.RUNNING:

@@ -23,6 +23,18 @@ FORMAT = "nktui-state"
 VERSION = 1
 
 
+def seed_everything(seed: int) -> None:
+    """Seed every RNG that `capture_state` saves: python's, numpy's, torch's (and with it every CUDA device's)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy comes with torchvision
+        pass
+
+
 def model_signature(model: torch.nn.Module) -> list[list]:
     """[[name, [shape...]], ...] of every parameter and buffer: what a state must match to be loaded."""
     return [[name, list(t.shape)] for name, t in model.state_dict().items()]

@@ -12,7 +12,6 @@ second, not once a step.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +35,7 @@ from .optim import build_optimizer, get_lr, set_lr
 from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit, frozen_mapping
 from .rewind import RewindBuffer
 from .sources import ImageSet
+from .state import seed_everything
 from .trace import StepTrace, Tracer
 from .trajectory import Trajectory
 from .watch import Watcher, first_nonfinite_parameter
@@ -59,17 +59,6 @@ def _count_correct(logits: list[torch.Tensor], targets: list[torch.Tensor]) -> t
     if len({t.shape for t in logits}) == 1:  # the usual case: every training batch has the same size
         return torch.cat(logits).argmax(-1).eq(torch.cat(targets)).view(len(logits), -1).sum(-1).float()
     return torch.stack([lg.argmax(-1).eq(t).sum() for lg, t in zip(logits, targets)]).float()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    try:
-        import numpy
-
-        numpy.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover - numpy comes with torchvision
-        pass
 
 
 class Trainer:

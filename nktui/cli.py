@@ -227,9 +227,12 @@ def run() -> NoReturn:
         code = main()
     except KeyboardInterrupt:  # ctrl+c before the app or the trainer took over the terminal
         code = 130
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that went away (`nktui train | head`): nothing left to tell it
+            pass
+    os._exit(code if isinstance(code, int) else 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,7 +77,7 @@ def finalize(trainer: Trainer, keeper: RunKeeper) -> Final:
 def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | None = None, resume: Any = None) -> int:
     """Train `config` to its end (or Ctrl+C, SIGTERM, SIGHUP) and return the exit code. `resume`: a
     `nktui.resume.ResumePlan` to go on from."""
-    out = sys.stdout if out is None else out
+    out = ReaderOutput(sys.stdout if out is None else out)
     err = sys.stderr if err is None else err
     try:
         check_exports(config)  # --tensorboard without tensorboard installed: say so before anything starts
@@ -90,6 +90,33 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
     stops.on_stop = lambda name: _interrupt(stops, name)
     with stops:  # SIGTERM and SIGHUP stop the run as ctrl+c does
         return _run(config, keeper, stops, out, err)
+
+
+class ReaderOutput:
+    """stdout for `nktui train | head`: once the reader has gone (a broken pipe), writes are dropped instead of
+    raising, and `gone` says so; the run then stops at a step boundary and saves last.pt, as on a stop signal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.gone = True
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
 
 
 def _interrupt(stops: StopSignals, name: str) -> None:
@@ -169,15 +196,19 @@ def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSign
     progress = (BarProgress if out.isatty() else PlainProgress)(out, trainer)
     seq = 0
     lost = 0
+    reader_gone = False
 
     def drain() -> None:
-        nonlocal seq, lost
+        nonlocal seq, lost, reader_gone
         new_seq, records = trainer.records.since(seq)
         lost += new_seq - seq - len(records)  # only if this thread fell a whole buffer behind
         seq = new_seq
         writer.write(records)
         progress.add(records)
         progress.refresh()
+        if getattr(out, "gone", False) and not reader_gone:  # `nktui train | head` has read enough: stop as a
+            reader_gone = True  # signal would (once: the drains while finishing go on quietly)
+            raise KeyboardInterrupt("the reader of stdout went away")
 
     try:
         outcome = _follow(controller, trainer, keeper, drain)

@@ -389,3 +389,21 @@ def test_checkpoint_write_is_atomic_and_bad_files_are_refused(tmp_path, monkeypa
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_reader_that_goes_away_stops_the_run_cleanly(tmp_path):
+    """`nktui train | head -3`: the pipe closes under the progress lines. No traceback: the run stops at a step
+    boundary, saves last.pt and exits 0, as on a stop signal."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nktui", "train", "--steps", "1000000", "--log-every", "1", "--run-dir",
+         str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+    )
+    for _ in range(3):  # the header, the run directory and a progress line
+        assert proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert 0 < state["step"] < 1000000

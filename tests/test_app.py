@@ -138,13 +138,19 @@ async def type_in(pilot, selector: str, text: str) -> None:
         await pilot.press(*text)
 
 
+async def open_lr_dialog(pilot) -> LrDialog:
+    """Press `l` and wait for the LR dialog."""
+    await pilot.press("l")
+    await until(pilot, lambda: isinstance(pilot.app.screen, LrDialog), "the LR dialog")
+    return pilot.app.screen
+
+
 async def test_lr_dialog_applies_valid_input(make_app):
     app = make_app(paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
         for text, value in (("0.01", 0.01), ("1e-3", 1e-3)):
-            await pilot.press("l")
-            await until(pilot, lambda: isinstance(app.screen, LrDialog), "the LR dialog")
+            await open_lr_dialog(pilot)
             await type_in(pilot, "#lr-input", text)
             assert app.screen.query_one("#lr-input", Input).value == text
             await pilot.press("enter")
@@ -161,8 +167,7 @@ async def test_keys_that_arrive_together_apply_in_the_order_typed(make_app):
     app = make_app(paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        await pilot.press("l")
-        await until(pilot, lambda: isinstance(app.screen, LrDialog), "the LR dialog")
+        await open_lr_dialog(pilot)
         field = app.screen.query_one("#lr-input", Input)
         await until(pilot, lambda: field.has_focus, "the focused field")
         burst = [("0", "0"), ("full_stop", "."), ("5", "5"), ("backspace", None), ("2", "2"), ("enter", "\r")]
@@ -180,8 +185,7 @@ async def test_lr_dialog_explains_invalid_input_and_escape_cancels(make_app):
     app = make_app(paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        await pilot.press("l")
-        await until(pilot, lambda: isinstance(app.screen, LrDialog), "the LR dialog")
+        await open_lr_dialog(pilot)
         dialog = app.screen
         error = dialog.query_one("#lr-error", Label)
         field = dialog.query_one("#lr-input", Input)

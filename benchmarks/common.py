@@ -57,23 +57,46 @@ def synthetic_mnist(n: int = 60_000, seed: int = 0):
     return ImageSet("synthetic-mnist", pixels, labels, tuple(str(i) for i in range(10)), scale=1 / 255)
 
 
+class BareLoop:
+    """The plain loop a user would write: gather, forward, loss, backward, step. On a model, optimizer and data
+    built exactly as nktui builds them (borrowed from a Trainer that never trains). Build and run it on one thread."""
+
+    def __init__(self, images, config: RunConfig = CONFIG) -> None:
+        from nktui.training import Trainer
+
+        trainer = Trainer(config.replace(steps=10**9), data=images)
+        self.model, self.optimizer, self.data = trainer.model, trainer.optimizer, trainer.data
+        self.step = 0
+
+    def run(self, steps: int) -> None:
+        import torch.nn.functional as F
+
+        model, optimizer = self.model, self.optimizer
+        x_all, y_all, order = self.data.train_x, self.data.train_y, self.data.order
+        for step in range(self.step, self.step + steps):
+            idx = order.indices(step)
+            x, y = x_all[idx], y_all[idx]
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        self.step += steps
+        loss.item()  # wait for the device before anyone stops a clock
+
+    def run_for(self, seconds: float, chunk: int = 20) -> tuple[int, float, float]:
+        """Train for about `seconds`: (steps, wall seconds, CPU seconds of this thread)."""
+        start, cpu_start = time.perf_counter(), time.thread_time()
+        steps = 0
+        while time.perf_counter() - start < seconds:
+            self.run(chunk)
+            steps += chunk
+        return steps, time.perf_counter() - start, time.thread_time() - cpu_start
+
+
 def bare_loop(images, steps: int, config: RunConfig = CONFIG) -> tuple[float, float]:
-    """Steps per second of the plain loop, on a model built exactly as nktui builds it, by the wall clock and by
-    the CPU time of the training thread. Call it on a fresh thread."""
-    import torch.nn.functional as F
-
-    from nktui.training import Trainer
-
-    trainer = Trainer(config.replace(steps=steps), data=images)  # borrow its model, optimizer and data only
-    model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
-    x_all, y_all, order = data.train_x, data.train_y, data.order
+    """Steps per second of the plain loop, by the wall clock and by the CPU time of the training thread. Call it
+    on a fresh thread."""
+    loop = BareLoop(images, config.replace(steps=steps))
     start, cpu_start = time.perf_counter(), time.thread_time()
-    for step in range(steps):
-        idx = order.indices(step)
-        x, y = x_all[idx], y_all[idx]
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    loss.item()  # wait for the device before stopping the clock
+    loop.run(steps)
     return steps / (time.perf_counter() - start), steps / (time.thread_time() - cpu_start)

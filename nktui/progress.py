@@ -72,7 +72,10 @@ class PlainProgress(Progress):
             parts.append(f"{self.rate:.0f} samples/s")
         if self.val is not None:
             parts.append(f"val_acc {self.val.accuracy:.3f}")
-        print(" ".join(parts), file=self.out, flush=True)
+        # One write with its newline: print() writes the text and the newline apart, and a ctrl+c arriving between
+        # the two (KeyboardInterrupt is raised between bytecodes) glued the next line onto this one.
+        self.out.write(" ".join(parts) + "\n")
+        self.out.flush()
 
 
 class BarProgress(Progress):

@@ -104,7 +104,8 @@ class Series:
 
     def points(self) -> list[Point]:
         """Everything, oldest first: buckets, then the recent raw points."""
-        return [b.point() for b in self.buckets] + [Point(s, s, v, v, v, 1) for s, v in self.recent]
+        new = tuple.__new__  # a Point without the Python-level __new__ of a NamedTuple: a redraw makes thousands
+        return [b.point() for b in self.buckets] + [new(Point, (s, s, v, v, v, 1)) for s, v in self.recent]
 
     def last(self) -> tuple[int, float] | None:
         return self.recent[-1] if self.recent else None

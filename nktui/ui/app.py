@@ -19,6 +19,7 @@ from textual.widgets import Input, Static
 from nktui.training import ConfigError, RunConfig, RunState
 from nktui.ui import keys, run_lifecycle
 from nktui.ui.format import byte_size, lr_text, number
+from nktui.ui.pacing import RedrawPace
 from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.screens.help import HelpScreen
 from nktui.ui.screens.lr_dialog import LrDialog
@@ -31,11 +32,10 @@ from nktui.ui.widgets.status_bar import StatusBar
 from nktui.ui.widgets.too_small import TooSmall
 
 TICK_SECONDS = 0.2  # how often the UI pulls records (5 Hz)
-# While the run trains, the plot and the gradient pane redraw at most this often, and only when their data changed;
-# while paused, at once. Their drawing is Python that holds the GIL, and a small model's training loop is Python
-# too: every millisecond the UI draws is more than a millisecond the trainer waits (benchmarks/tui_overhead.py).
-PLOT_SECONDS = 1.0
-GRADIENTS_SECONDS = 0.5
+# While the run trains, the plot and the gradient pane redraw only when their data changed, and no more often than
+# their share of a core allows (nktui.ui.pacing: the trainer waits while the UI draws); while paused, at once.
+PLOT_PACE = (0.02, 1.0, 3.0)  # (share of a core, shortest and longest seconds between redraws)
+GRADIENTS_PACE = (0.01, 1.0, 3.0)
 QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when quitting
 
 
@@ -53,7 +53,6 @@ class NktuiApp(App[int]):
         self.start_paused = paused
         self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
         self.session: Session | None = None
-        self._last_plot = self._last_gradients = 0.0
         self._gradients_stale = False  # observed records the gradient pane has not shown yet
         self.run_dir, self.resume, self.handle_signals = run_dir, resume, handle_signals
         self.exit_line: str | None = None  # printed once the terminal is back: what last.pt holds, how to resume
@@ -64,8 +63,8 @@ class NktuiApp(App[int]):
     def compose(self) -> ComposeResult:
         # Kept as attributes: the tick updates them while a dialog or the detail screen is on top.
         self.config_pane = ConfigPane(self.config, id="config")
-        self.loss_plot = LossPlot(id="loss")
-        self.gradient_pane = GradientPane(id="gradients")
+        self.loss_plot = LossPlot(id="loss", pace=RedrawPace(*PLOT_PACE))
+        self.gradient_pane = GradientPane(id="gradients", pace=RedrawPace(*GRADIENTS_PACE))
         self.error_line = Static("", id="error")
         self.status_bar = StatusBar(id="status")
         with Horizontal(id="main"):
@@ -112,21 +111,31 @@ class NktuiApp(App[int]):
             self.on_watchpoint(changes.watch)
         now = time.monotonic()
         running = session.state is RunState.RUNNING
+        drew = False
         self._gradients_stale |= changes.observed
+        pane = self.gradient_pane
         if (self._gradients_stale and session.shown_record is not None and session.scrub_index is None
-                and (not running or now - self._last_gradients >= GRADIENTS_SECONDS)):
-            self._gradients_stale, self._last_gradients = False, now
-            self.gradient_pane.show(session.shown_record)
+                and pane.pace.due(now, running)):
+            self._gradients_stale = False
+            start = time.perf_counter()
+            pane.show(session.shown_record)
             self.show_rewind_memory()
+            pane.pace.drew(now, time.perf_counter() - start)
+            drew = True
         if changes.steps and session.state is RunState.PAUSED:
             self.refresh_bindings()  # what can be rewound to moved
         if changes.steps:
             self.config_pane.show_lr(session.lr)
         plot = self.loss_plot
-        if session.history.version != plot.drawn_version and (not running or now - self._last_plot >= PLOT_SECONDS):
-            self._last_plot = now
+        if session.history.version != plot.drawn_version and plot.pace.due(now, running):
+            start = time.perf_counter()
             self.draw_plot()
-        self.show_status()
+            plot.pace.drew(now, time.perf_counter() - start)
+            drew = True
+        if not (drew and running):
+            # (Not in the same frame as a pane while training: the screen repaints the box around everything that
+            # changed, and a pane with the status line spans the config pane too. The status line follows 0.2 s on.)
+            self.show_status()
 
     def draw_plot(self) -> None:
         shown = self.session.shown_record if self.session.scrub_index is not None else None

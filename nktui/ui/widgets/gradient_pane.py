@@ -6,13 +6,18 @@ sparkline of the gradient's histogram. Enter on a row opens that layer's detail.
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 
 from nktui.training import StepRecord
 from nktui.ui.format import number, ratio_text, shape_text, sparkline
+from nktui.ui.pacing import RedrawPace
 
 SPARK_WIDTH = 10
 # (label, key, width): fixed widths that fit the 54 columns of an 80x24 terminal, so that updating a cell never
@@ -47,14 +52,23 @@ class GradientPane(DataTable):
             super().__init__()
             self.name = name
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, pace: RedrawPace | None = None, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.pace = pace  # told what each render costs
         self.border_title = "Gradients"
         self.shown_step: int | None = None
 
     def on_mount(self) -> None:
         for label, key, width in COLUMNS:
             self.add_column(label, key=key, width=width)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        start = time.perf_counter()
+        try:
+            return super().render_lines(crop)
+        finally:
+            if self.pace is not None:
+                self.pace.rendered(time.perf_counter() - start)
 
     def action_scrub(self, delta: int) -> None:
         self.post_message(self.Scrubbed(delta))

@@ -86,9 +86,10 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
         print_error(exc, err)
         return 2
     keeper = RunKeeper(run_dir, config, resume=resume, headless=True)
-    stops = StopSignals()
-    stops.on_stop = lambda name: _interrupt(stops, name)
-    with stops:  # SIGTERM and SIGHUP stop the run as ctrl+c does
+    # SIGINT, SIGTERM and SIGHUP only count (stops.count): the loops below read it at each poll. (An exception raised
+    # from the handler lands wherever the main thread is, inside a lock or a wait it then never undoes, and once in
+    # a while the run could no longer stop.)
+    with StopSignals() as stops:
         return _run(config, keeper, stops, out, err)
 
 
@@ -119,20 +120,14 @@ class ReaderOutput:
         return self.stream.isatty()
 
 
-def _interrupt(stops: StopSignals, name: str) -> None:
-    """A stop signal interrupts like ctrl+c. A repeated SIGTERM or SIGHUP (a hang-up often comes twice) does not
-    interrupt the save it started; a second ctrl+c does."""
-    if stops.count == 1 or name == "SIGINT":
-        raise KeyboardInterrupt(name)
-
-
 def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, err: TextIO) -> int:
     # built on the training thread (with the checkpoint to resume from), held before step 1
     controller = Trainer.launch(config, paused=True, **keeper.trainer_kwargs())
     try:
         while not controller.wait_for(lambda s: s is not RunState.STARTING, timeout=POLL_SECONDS):
-            pass
-    except KeyboardInterrupt:
+            if stops:
+                raise KeyboardInterrupt(stops.name)
+    except KeyboardInterrupt:  # (raised by Python itself where the handlers could not be installed)
         controller.stop()
         print("nktui: interrupted before the first step; nothing was written", file=err, flush=True)
         return 0
@@ -211,7 +206,7 @@ def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSign
             raise KeyboardInterrupt("the reader of stdout went away")
 
     try:
-        outcome = _follow(controller, trainer, keeper, drain)
+        outcome = _follow(controller, trainer, keeper, stops, drain)
     finally:
         progress.close()
         writer.close()
@@ -242,7 +237,8 @@ def _last_line(out: TextIO, trainer: Trainer, keeper: RunKeeper, outcome: Outcom
         pass
 
 
-def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, drain: Callable[[], None]) -> Outcome:
+def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSignals,
+            drain: Callable[[], None]) -> Outcome:
     """Release the held run, follow its records until it ends or Ctrl+C (a stop signal), then save last.pt and
     evaluate."""
     started = time.perf_counter()
@@ -254,8 +250,10 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, drain: Callabl
             drain()
             if state in DONE or trainer.watch_hit is not None:  # a watchpoint paused the run: end it, code 3
                 break
+            if stops:
+                raise KeyboardInterrupt(stops.name)
             controller.wait_for(lambda s: s in DONE, timeout=POLL_SECONDS)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a stop signal, the reader of stdout gone (drain), or Python's own ctrl+c
         interrupted = True
         controller.pause()  # takes effect at the next step boundary; finalize runs there
     wall = time.perf_counter() - started
@@ -272,13 +270,16 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, drain: Callabl
 
     checkpoint = keeper.checkpoint
     future = controller.call(lambda t: finalize(t, keeper))
+    signals_before = stops.count
     try:
         while True:
             try:
                 final: Final = future.result(timeout=POLL_SECONDS)
                 break
             except FutureTimeout:
-                continue
+                # A ctrl+c now interrupts the save; a repeated SIGTERM or SIGHUP (a hang-up often comes twice) not.
+                if "SIGINT" in stops.names[signals_before:]:
+                    raise KeyboardInterrupt("SIGINT") from None
     except KeyboardInterrupt:
         held = "no last.pt was written" if keeper.saved_step is None else f"last.pt holds step {keeper.saved_step}"
         return Outcome(130, errors=(f"nktui: interrupted again while finishing: exiting now; {held}",))

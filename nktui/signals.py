@@ -74,7 +74,8 @@ class StopSignals:
     def __init__(self, on_stop: Callable[[str], None] | None = None, signals: tuple[int, ...] = STOP_SIGNALS) -> None:
         self.on_stop = on_stop
         self.signals = signals
-        self.name: str | None = None
+        self.name: str | None = None  # the first signal's
+        self.names: list[str] = []  # every signal's, in order
         self.count = 0
         self.event = threading.Event()
         self._previous: dict[int, object] = {}
@@ -106,6 +107,7 @@ class StopSignals:
         if name == "SIGHUP":
             detach_from_terminal(self._fds)
         self.count += 1
+        self.names.append(name)
         received.append(name)
         if self.name is None:
             self.name = name

@@ -1,8 +1,8 @@
 """LossPlot: training loss per step (raw, faint; smoothed, bright), validation loss and accuracy per evaluation.
 
-Draws from the engine's bounded `RunHistory`, binned to the plot's width before plotext sees it, so a redraw costs
-the same after a million steps as after a thousand. The app calls `draw()` at most a few times a second and only
-when the history changed.
+Draws from the engine's bounded `RunHistory`, binned to the plot's width, so a redraw costs the same after a million
+steps as after a thousand, in braille dots (`nktui.ui.braille`: a few ms where plotext took ~30). The app calls
+`draw()` only when the history changed, and while training no more often than its `RedrawPace` allows.
 """
 
 from __future__ import annotations
@@ -10,11 +10,17 @@ from __future__ import annotations
 import math
 import time
 
-from textual.app import RenderResult
-from textual_plotext import PlotextPlot
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+from textual.widget import Widget
 
 from nktui.training.history import Point, RunHistory
+from nktui.ui.braille import Axis, Series, chart, fit_axis
 from nktui.ui.pacing import RedrawPace
+
+RAW, SMOOTH, VAL_LOSS, VAL_ACC = Style(color="grey50"), Style(color="cyan"), Style(color="red"), Style(color="green")
+CURSOR, LABEL, FRAME = Style(color="yellow"), Style(color="grey82"), Style(color="grey58")
 
 
 def bin_points(points: list[Point], columns: int) -> tuple[list[float], list[float], list[float], list[float]]:
@@ -79,55 +85,74 @@ LEGEND = "Loss [gray]▪raw[/] [cyan]▪smooth[/] [red]●val loss[/] [green]●
 NO_COLOR_LEGEND = "Loss ▪raw ▪smooth ●val loss ×val acc→"
 
 
-class LossPlot(PlotextPlot):
+class LossPlot(Widget):
+    """The plot, drawn by `nktui.ui.braille` for the widget's size at render time (and again after a resize)."""
+
     def __init__(self, pace: RedrawPace | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.pace = pace  # told what each render costs (plotext builds the plot here, in render)
         self.border_title = LEGEND
         self.log_scale = False
         self.drawn_version = -1
+        self.pace = pace  # told what each build costs
+        self._history: RunHistory | None = None
+        self._cursor: int | None = None
+        self._lines: list[Strip] = []
+        self._built_for: tuple[int, int] | None = None  # the size the lines were built for; None: build again
 
     def draw(self, history: RunHistory, cursor_step: int | None = None) -> None:
         self.drawn_version = history.version
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        columns = max(self.size.width, 20)  # a point a cell: plotext joins them with braille dots, two a cell
-        raw = history.train_loss.points()
-        if self.log_scale:
-            raw = [p for p in raw if p.low > 0]
-        if raw:
-            xs, means, lows, highs = bin_points(raw, columns)
-            plt.plot(xs, lows, marker="braille", color="gray")
-            plt.plot(xs, highs, marker="braille", color="gray")
-            plt.plot(xs, centred_mean(means, len(means) // 40), marker="braille", color="cyan")
-            plt.xticks(step_ticks(raw[0].first, raw[-1].last))
-        val = history.val_loss.points()
-        if val:
-            plt.scatter([p.step for p in val], [p.mean for p in val], marker="dot", color="red")
-        acc = history.val_accuracy.points()
-        if acc:
-            marker = "x" if self.app.no_color else "dot"
-            plt.plot([p.step for p in acc], [p.mean for p in acc], marker=marker, color="green", yside="right")
-            plt.ylim(0, 1, yside="right")
-        if cursor_step is not None:
-            plt.vline(cursor_step, color="yellow")
-        plt.yscale("log" if self.log_scale else "linear")
-        plt.xlabel("step")
-        if not raw and not val:
-            plt.title("waiting for the first step")
+        self._history, self._cursor = history, cursor_step
+        self._built_for = None
         self.border_subtitle = "log y" if self.log_scale else ""
         self.refresh()
 
-    def render(self) -> RenderResult:
-        start = time.perf_counter()
-        try:
-            return super().render()
-        finally:
+    def render_line(self, y: int) -> Strip:
+        size = (self.size.width, self.size.height)
+        if self._built_for != size:
+            start = time.perf_counter()
+            self._lines = [Strip(line, size[0]).apply_style(self.rich_style) for line in self._chart(*size)]
+            self._built_for = size
             if self.pace is not None:
                 self.pace.rendered(time.perf_counter() - start)
+        return self._lines[y] if y < len(self._lines) else Strip.blank(size[0], self.rich_style)
+
+    def on_resize(self) -> None:
+        self._built_for = None
+
+    def _chart(self, width: int, height: int) -> list[list[Segment]]:
+        if width < 10 or height < 5:
+            return []
+        history, log = self._history, self.log_scale
+        raw = history.train_loss.points() if history is not None else []
+        if log:
+            raw = [p for p in raw if p.low > 0]
+        val = history.val_loss.points() if history is not None else []
+        acc = history.val_accuracy.points() if history is not None else []
+        series, values, steps = [], [], []
+        if raw:
+            xs, means, lows, highs = bin_points(raw, max(width, 20))  # a point a cell: the lines join them
+            series += [Series(xs, lows, RAW), Series(xs, highs, RAW),
+                       Series(xs, centred_mean(means, len(means) // 40), SMOOTH)]
+            values += lows + highs
+            steps += [raw[0].first, raw[-1].last]
+        if val:
+            series.append(Series([p.step for p in val], [p.mean for p in val], VAL_LOSS, mark="•", join=False))
+            values += [p.mean for p in val]
+            steps += [val[0].first, val[-1].last]
+        if acc:
+            mark = "×" if self.app.no_color else "•"
+            series.append(Series([p.step for p in acc], [p.mean for p in acc], VAL_ACC, mark=mark, right=True))
+            steps += [acc[0].first, acc[-1].last]
+        x_axis = Axis(min(steps), max(steps)) if steps else Axis(0, 1)
+        if x_axis.high == x_axis.low:
+            x_axis = Axis(x_axis.low - 0.5, x_axis.high + 0.5)
+        ticks = step_ticks(raw[0].first, raw[-1].last) if raw else []
+        return chart(
+            width, height, series, x_axis=x_axis, y_axis=fit_axis(values, log), right_axis=Axis(0.0, 1.0) if acc else None,
+            x_ticks=ticks, x_title="step", cursor=self._cursor, cursor_style=CURSOR,
+            title="" if raw or val else "waiting for the first step", label_style=LABEL, frame_style=FRAME,
+        )
 
     def on_mount(self) -> None:
         if self.app.no_color:
             self.border_title = NO_COLOR_LEGEND
-

@@ -96,7 +96,7 @@ def child(out_path: str, warmup: float, windows: int, window: float, threads: in
             t1, n1, c1, u1 = time.monotonic(), trainer.step_count, thread_cpu_seconds(thread), thread_cpu_seconds(ui)
             quiet.clear()
             future = asyncio.wrap_future(session.controller.call(bare_window))
-            await caught_up()  # the plot and the gradient pane draw what they still had to: a quiet UI for the bare loop
+            await caught_up()  # the panes draw what they still had to: a quiet UI for the bare loop
             u2, t2 = thread_cpu_seconds(ui), time.monotonic()
             quiet.set()
             steps, wall, cpu = await future

@@ -171,6 +171,9 @@ def test_ctrl_c_stops_at_a_step_saves_and_exits_0(tmp_path):
         text=True,
         env=env,
         cwd=tmp_path,
+        # As from a terminal: SIGINT at its default, even where the suite itself runs as a background job (a shell
+        # without job control starts those with SIGINT ignored, and a child would inherit that and train on).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in proc.stdout:  # wait until it trains

@@ -148,8 +148,8 @@ class LossPlot(Widget):
             x_axis = Axis(x_axis.low - 0.5, x_axis.high + 0.5)
         ticks = step_ticks(raw[0].first, raw[-1].last) if raw else []
         return chart(
-            width, height, series, x_axis=x_axis, y_axis=fit_axis(values, log), right_axis=Axis(0.0, 1.0) if acc else None,
-            x_ticks=ticks, x_title="step", cursor=self._cursor, cursor_style=CURSOR,
+            width, height, series, x_axis=x_axis, y_axis=fit_axis(values, log),
+            right_axis=Axis(0.0, 1.0) if acc else None, x_ticks=ticks, x_title="step", cursor=self._cursor, cursor_style=CURSOR,
             title="" if raw or val else "waiting for the first step", label_style=LABEL, frame_style=FRAME,
         )
 

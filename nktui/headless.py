@@ -86,9 +86,9 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
         print_error(exc, err)
         return 2
     keeper = RunKeeper(run_dir, config, resume=resume, headless=True)
-    # SIGINT, SIGTERM and SIGHUP only count (stops.count): the loops below read it at each poll. (An exception raised
-    # from the handler lands wherever the main thread is, inside a lock or a wait it then never undoes, and once in
-    # a while the run could no longer stop.)
+    # SIGINT, SIGTERM and SIGHUP only count (stops.count): the loops below read it at each poll, so the stop is
+    # taken where the code expects it, never as an exception from whatever the main thread was doing (a lock, a
+    # wait, half a line of output).
     with StopSignals() as stops:
         return _run(config, keeper, stops, out, err)
 

@@ -13,7 +13,7 @@ ticks, x labels under it and an axis title.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from rich.segment import Segment
@@ -74,35 +74,17 @@ class Canvas:
 
     def line(self, points: Sequence[tuple[float, float]], style: Style) -> None:
         """Join (x, y) points given as fractions of the area (0..1, y up) with dots."""
-        w, h = self.width * 2 - 1, self.height * 4 - 1
-        dots = [(round(x * w), round((1 - y) * h)) for x, y in points]
-        if len(dots) == 1:
-            self._dot(*dots[0], style)
-        for (x0, y0), (x1, y1) in zip(dots, dots[1:]):
-            steps = max(abs(x1 - x0), abs(y1 - y0), 1)
-            for i in range(steps + 1):
-                self._dot(x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps, style)
-
-    def _dot(self, x: int, y: int, style: Style) -> None:
-        if 0 <= x < self.width * 2 and 0 <= y < self.height * 4:
-            row, col = y >> 2, x >> 1
-            self.masks[row][col] |= _DOT[x & 1][y & 3]
-            self.styles[row][col] = style
+        for x, y in _walk(points, self.width * 2 - 1, self.height * 4 - 1):
+            if 0 <= x < self.width * 2 and 0 <= y < self.height * 4:
+                row, col = y >> 2, x >> 1
+                self.masks[row][col] |= _DOT[x & 1][y & 3]
+                self.styles[row][col] = style
 
     def mark_line(self, points: Sequence[tuple[float, float]], char: str, style: Style) -> None:
-        """Put `char` in every cell the line through the points passes."""
-        w, h = self.width - 1, self.height - 1
-        cells = [(round(x * w), round((1 - y) * h)) for x, y in points]
-        if len(cells) == 1:
-            self._mark(*cells[0], char, style)
-        for (x0, y0), (x1, y1) in zip(cells, cells[1:]):
-            steps = max(abs(x1 - x0), abs(y1 - y0), 1)
-            for i in range(steps + 1):
-                self._mark(x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps, char, style)
-
-    def _mark(self, col: int, row: int, char: str, style: Style) -> None:
-        if 0 <= col < self.width and 0 <= row < self.height:
-            self.marks[col, row] = (char, style)
+        """Put `char` in every cell the line through the points passes (a single point: its cell only)."""
+        for col, row in _walk(points, self.width - 1, self.height - 1):
+            if 0 <= col < self.width and 0 <= row < self.height:
+                self.marks[col, row] = (char, style)
 
     def rows(self) -> list[list[Segment]]:
         """A segment a drawn cell, one for each run of blank cells. (Not one per run of same-styled dots: an SVG
@@ -125,6 +107,17 @@ class Canvas:
                 segments.append(Segment(" " * blanks))
             out.append(segments)
         return out
+
+
+def _walk(points: Sequence[tuple[float, float]], w: int, h: int) -> Iterator[tuple[int, int]]:
+    """The grid positions (0..w, 0..h, y down) on the straight lines joining the points (fractions, y up)."""
+    grid = [(round(x * w), round((1 - y) * h)) for x, y in points]
+    if len(grid) == 1:
+        yield grid[0]
+    for (x0, y0), (x1, y1) in zip(grid, grid[1:]):
+        steps = max(abs(x1 - x0), abs(y1 - y0), 1)
+        for i in range(steps + 1):
+            yield x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps
 
 
 def tick_labels(axis: Axis, fractions: Sequence[float]) -> list[str]:

@@ -79,7 +79,7 @@ def step_ticks(first: float, last: float, count: int = 5) -> list[int]:
     return [int(start + i * spacing) for i in range(int((last - start) // spacing) + 1)]
 
 
-# The colour key lives in the border title: plotext's own legend does not render braille markers well.
+# The colour key lives in the border title, where it never covers the data.
 LEGEND = "Loss [gray]▪raw[/] [cyan]▪smooth[/] [red]●val loss[/] [green]●val acc→[/]"
 # Under NO_COLOR every line is grey: the validation accuracy gets a marker of its own.
 NO_COLOR_LEGEND = "Loss ▪raw ▪smooth ●val loss ×val acc→"
@@ -123,11 +123,10 @@ class LossPlot(Widget):
         if width < 10 or height < 5:
             return []
         history, log = self._history, self.log_scale
-        raw = history.train_loss.points() if history is not None else []
+        raw, val, acc = ([], [], []) if history is None else (
+            history.train_loss.points(), history.val_loss.points(), history.val_accuracy.points())
         if log:
             raw = [p for p in raw if p.low > 0]
-        val = history.val_loss.points() if history is not None else []
-        acc = history.val_accuracy.points() if history is not None else []
         series, values, steps = [], [], []
         if raw:
             xs, means, lows, highs = bin_points(raw, max(width, 20))  # a point a cell: the lines join them
@@ -149,8 +148,9 @@ class LossPlot(Widget):
         ticks = step_ticks(raw[0].first, raw[-1].last) if raw else []
         return chart(
             width, height, series, x_axis=x_axis, y_axis=fit_axis(values, log),
-            right_axis=Axis(0.0, 1.0) if acc else None, x_ticks=ticks, x_title="step", cursor=self._cursor, cursor_style=CURSOR,
-            title="" if raw or val else "waiting for the first step", label_style=LABEL, frame_style=FRAME,
+            right_axis=Axis(0.0, 1.0) if acc else None, x_ticks=ticks, x_title="step", cursor=self._cursor,
+            cursor_style=CURSOR, title="" if raw or val else "waiting for the first step", label_style=LABEL,
+            frame_style=FRAME,
         )
 
     def on_mount(self) -> None:

@@ -55,6 +55,7 @@ FLAG_HELP: dict[str, tuple[str, str]] = {
     "threads": ("N", "CPU threads for tensor ops; 0: PyTorch's default for nktui train, one fewer than the cores "
                 "for the app (the UI needs a core: on a busy CPU, too many threads make small models crawl)"),
     "watch": ("", "watchpoints: pause the app (or end nktui train with exit code 3) when one fires"),
+    "watch_loss_jump": ("X", "watchpoint: the loss above X times its recent median; 0: off"),
     "watch_grad_jump": ("X", "watchpoint: a layer's gradient norm above X times its recent median; 0: off"),
     "watch_ratio_low": ("R", "watchpoint: update:weight ratio below R on --watch-ratio-steps measured steps; 0: off"),
     "watch_ratio_high": ("R", "watchpoint: update:weight ratio above R on --watch-ratio-steps measured steps; 0: off"),

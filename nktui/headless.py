@@ -31,12 +31,13 @@ from .training import EvalResult, NktuiError, RunConfig, RunState, Trainer
 from .training.devices import describe_device
 from .training.exporters import check_exports, enable_histograms, open_writers
 from .training.gpu import gpu_line, gpu_monitor
-from .training.keeper import RunKeeper
+from .training.keeper import RunKeeper, resume_command
 from .training.rundir import choose_run_dir
 
 POLL_SECONDS = 0.2  # how often the records are read
 DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
 WATCH_FLAGS = {  # the flag that switches each watchpoint off
+    "loss_jump": "--watch-loss-jump 0",
     "grad_jump": "--watch-grad-jump 0",
     "ratio_band": "--watch-ratio-low 0 --watch-ratio-high 0",
     "dead_relu": "--watch-dead-relu 0",
@@ -225,7 +226,10 @@ def _last_line(out: TextIO, trainer: Trainer, keeper: RunKeeper, outcome: Outcom
     if keeper.saved_step is None:
         return
     command = keeper.resume_command()
-    if outcome.final is not None and outcome.final.step >= trainer.step_limit and not outcome.stopped_by:
+    hit = trainer.watch_hit
+    if outcome.stopped_by and hit is not None:  # (the app, paused there, is where to look at it)
+        line = f"reproduce: {resume_command(keeper.checkpoint, headless=False)} --paused, then t traces step {hit.step}"
+    elif outcome.final is not None and outcome.final.step >= trainer.step_limit:
         line = f"train further: {command} --steps {2 * trainer.step_limit}"
     else:
         line = f"resume: {command}"
@@ -292,11 +296,11 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
     errors = (f"nktui: warning: {final.save_error}",) if final.save_error else ()
     hit = trainer.watch_hit
     if hit is not None:
-        switch = WATCH_FLAGS.get(hit.watchpoint, "--no-watch")
-        held = f"last.pt holds step {final.saved_step}" if final.saved_step is not None else "no last.pt was written"
-        message = (f"nktui: watchpoint {hit.watchpoint}: {hit.message}. Stopped at step {final.step}; {held} "
-                   f"(to train on regardless: {switch}; all watchpoints off: --no-watch)")
-        return Outcome(3, final, wall, errors=(*errors, message), stopped_by=hit.watchpoint)
+        switch = WATCH_FLAGS.get(hit.watchpoint)
+        regardless = f"{switch}, or --no-watch for all of them" if switch else "--no-watch"
+        lines = [f"nktui: watchpoint {h.watchpoint}: {h.message}" for h in trainer.watch_hits or [hit]]
+        lines[-1] += f" (to train on regardless: {regardless})"
+        return Outcome(3, final, wall, errors=(*errors, *lines), stopped_by=hit.watchpoint)
     return Outcome(0, final, wall, interrupted and final.step < trainer.step_limit, errors=errors)
 
 
@@ -305,7 +309,9 @@ def _summary(out: TextIO, trainer: Trainer, outcome: Outcome, run_dir: Path, fil
     steps = final.step
     rate = steps * trainer.config.batch_size / wall if wall > 0 else 0.0
     if outcome.stopped_by:
-        head = (f"stopped by the {outcome.stopped_by} watchpoint at step {steps} of {trainer.step_limit} "
+        hit = trainer.watch_hit
+        where = f"just before step {hit.step}" if hit is not None and hit.stopped_before else f"at step {steps}"
+        head = (f"stopped by the {outcome.stopped_by} watchpoint {where} of {trainer.step_limit} "
                 f"(epoch {final.epoch}) after {wall:.1f} s; {_held(final)}")
     elif interrupted:
         head = (
@@ -318,7 +324,8 @@ def _summary(out: TextIO, trainer: Trainer, outcome: Outcome, run_dir: Path, fil
     for label, ev in (("train", final.train), ("validation", final.val)):
         correct = sum(ev.confusion[i][i] for i in range(len(ev.confusion)))
         lines.append(f"{label:<10}  loss {ev.loss:.4f}  accuracy {ev.accuracy:.4f}  ({correct}/{ev.size})")
-    lines.append(f"run directory: {run_dir}  ({', '.join(('config.toml', *files, 'last.pt'))})")
+    written = ("last.pt",) if final.saved_step is not None else ()
+    lines.append(f"run directory: {run_dir}  ({', '.join(('config.toml', *files, *written))})")
     print("\n".join(lines), file=out, flush=True)
 
 

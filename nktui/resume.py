@@ -31,7 +31,7 @@ from .training.errors import ConfigError
 CHANGEABLE = frozenset({
     "steps", "epochs", "lr", "device", "run_dir", "log_every", "eval_every", "checkpoint_every", "data_dir",
     "download", "activations", "rewind_depth", "rewind_every", "csv", "tensorboard", "threads", "watch",
-    "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
+    "watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
     "watch_vanishing",
 })  # fmt: skip: every other RunConfig field shapes the model, the data or the optimizer
 

@@ -16,6 +16,9 @@ import pytest
 # microsecond-sized ops, and far faster on a loaded machine. Set before torch is imported; an explicit
 # OMP_NUM_THREADS in the environment wins (e.g. to run the suite multi-threaded).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# An error in the interface fails the test that caused it (the app's error boundary lets it through); the boundary's
+# own test switches this off.
+os.environ["NKTUI_RAISE"] = "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:

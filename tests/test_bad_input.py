@@ -113,10 +113,10 @@ def test_a_nan_ends_nktui_train_with_code_3_and_keeps_the_last_good_checkpoint(t
     out, err = capsys.readouterr()
     assert code == 3, err
     assert "watchpoint nonfinite" in err and "fc.weight" in err and "Traceback" not in err
-    state = load_checkpoint(run / "last.pt")
-    assert state["step"] == 5 and all(torch.isfinite(t).all() for t in state["model"].values())
-    assert "hold nan/inf" in err  # the end's save was refused, and it says so
-    assert out.splitlines()[-1] == f"resume: nktui train --resume {run / 'last.pt'}"
+    state = load_checkpoint(run / "last.pt")  # just before the step that went nan
+    assert state["step"] == 9 and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert "did not reproduce" in err  # (this model counts its calls in a Python attribute, which no rewind restores)
+    assert out.splitlines()[-1] == f"reproduce: nktui --resume {run / 'last.pt'} --paused, then t traces step 10"
     assert [r["watchpoint"] for r in read_metrics(run / "metrics.jsonl") if r["type"] == "watch"] == ["nonfinite"]
 
 
@@ -180,13 +180,12 @@ async def test_a_trainer_fault_keeps_the_app_up_with_the_traceback_logged(tmp_pa
         shown = str(app.error_line.render())
         assert "boom at step 50" in shown and "nktui.log" in shown and "holds step" in shown
         assert app.is_running and app.check_action("step", ()) is None
-        await pilot.press("s")  # nothing to save from a failed run: a notice, no crash
-        await pilot.pause(0.2)
-        assert any("nothing to save" in m for m, _ in seen)
+        await pilot.press("s")  # a failed run saves the state from just before the failing step
+        await until(pilot, lambda: any("holds step 49" in m for m, _ in seen), "the save")
         await pilot.press("q")
     assert "RuntimeError: boom at step 50" in (tmp_path / "run" / "nktui.log").read_text()
-    state = load_checkpoint(tmp_path / "run" / "last.pt")  # from before the fault, loadable
-    assert 0 < state["step"] < 50
+    state = load_checkpoint(tmp_path / "run" / "last.pt")  # from just before the fault, loadable
+    assert state["step"] == 49
 
 
 async def test_a_nan_pauses_the_app_names_the_layer_and_keeps_last_pt_finite(tmp_path):
@@ -197,13 +196,15 @@ async def test_a_nan_pauses_the_app_names_the_layer_and_keeps_last_pt_finite(tmp
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.session.state is RunState.PAUSED, "the nan to pause the run", START_DEADLINE)
         await until(pilot, lambda: app.error_line.display, "the watchpoint line")
-        assert "nonfinite" in str(app.error_line.render()) and "fc.weight" in str(app.error_line.render())
-        await pilot.press("s")
-        await until(pilot, lambda: any("hold nan/inf" in m for m, _ in seen), "the refusal")
+        shown = str(app.error_line.render())
+        assert "nonfinite" in shown and "fc.weight" in shown and "just before step 10" in shown
+        assert app.session.trainer.step_count == 9
+        await pilot.press("s")  # the weights before the bad step are finite: they are saved
+        await until(pilot, lambda: any("holds step 9" in m for m, _ in seen), "the save")
         await pilot.press("q")
     state = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert state["step"] == 5 and all(torch.isfinite(t).all() for t in state["model"].values())
-    assert "hold nan/inf" in app.exit_line and "holds step 5" in app.exit_line
+    assert state["step"] == 9 and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert "holds step 9" in app.exit_line and "nan/inf" not in app.exit_line
 
 
 async def test_a_40x10_terminal_says_it_needs_more_room_and_recovers():

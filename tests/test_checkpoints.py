@@ -124,18 +124,25 @@ class FailsAtStep(nn.Module):
 def test_a_fault_writes_the_newest_good_state_and_never_an_older_one(tmp_path, controllers):
     config = RunConfig(device="cpu", steps=10**6, rewind_every=16, eval_every=0)
     checkpointer = Checkpointer(tmp_path / "last.pt")
+    torch.manual_seed(0)
     controller = Trainer.launch(config, model=FailsAtStep(50), checkpointer=checkpointer)
     controllers.append(controller)
     assert controller.wait_for(lambda s: s is RunState.FAILED, 60)
     assert "boom at step 50" in controller.error_traceback
     assert controller.trainer.step_count == 49
     state = load_checkpoint(tmp_path / "last.pt")
-    assert state["step"] == 48  # the newest state the rewind buffer kept (every 16 steps), from before the fault
+    assert state["step"] == 49  # the state just before the failing step 50 (kept state 48, one step replayed)
     trainer = Trainer(config, model=FailsAtStep(10**9))
     from nktui.training.checkpoint import resume_from
 
     resume_from(trainer, state)  # loadable into a fresh trainer of the same model
-    assert trainer.step_count == 48
+    assert trainer.step_count == 49
+    torch.manual_seed(0)
+    fresh = Trainer(config, model=FailsAtStep(10**9))
+    for _ in range(49):
+        fresh._train_step(observe=False)
+    for name, value in fresh.model.state_dict().items():  # the very weights of 49 good steps
+        assert torch.equal(state["model"][name], value), name
 
     newer = Checkpointer(tmp_path / "newer.pt")
     newer.saved_step = 49  # a periodic save later than any kept state: the fault must not replace it

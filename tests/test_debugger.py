@@ -190,17 +190,21 @@ def test_whatif_points_follow_the_update_direction():
 
 # -- watchpoints ------------------------------------------------------------------------------------------------
 class NanAtStep(nn.Module):
-    """A linear model whose forward pass returns NaN at one call."""
+    """A linear model whose forward pass returns NaN on one training call, counted in a buffer (so a rewind, which
+    restores the buffers, restores the count too: the replayed steps are the steps that happened)."""
 
     def __init__(self, bad_call: int) -> None:
         super().__init__()
         self.fc = nn.Linear(64, 10)
-        self.calls, self.bad_call = 0, bad_call
+        self.bad_call = bad_call
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def forward(self, x):
-        self.calls += 1
         out = self.fc(x.flatten(1))
-        return out * math.nan if self.calls == self.bad_call else out
+        if not self.training:
+            return out
+        self.calls += 1
+        return out * math.nan if int(self.calls) == self.bad_call else out
 
 
 def run_until_paused(trainer: Trainer) -> list[WatchHit]:
@@ -224,7 +228,7 @@ def test_nan_loss_pauses_and_names_the_first_bad_layer():
 def test_huge_lr_fires_a_watchpoint():
     trainer = Trainer(RunConfig(device="cpu", model="mlp", lr=50.0, steps=10**6, log_every=1))
     hits = run_until_paused(trainer)
-    assert hits[0].watchpoint in ("grad_jump", "ratio_band", "nonfinite")
+    assert hits[0].watchpoint in ("loss_jump", "grad_jump", "ratio_band", "nonfinite")
     assert hits[0].step <= 5
 
 

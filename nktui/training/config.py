@@ -98,7 +98,8 @@ class RunConfig:
     rewind_every: int = 64
     threads: int = 0  # CPU threads for tensor ops; 0: PyTorch's default (the app: one fewer than the cores)
     watch: bool = True
-    watch_grad_jump: float = 10.0
+    watch_loss_jump: float = 10.0
+    watch_grad_jump: float = 100.0
     watch_ratio_low: float = 1e-8
     watch_ratio_high: float = 1.0
     watch_ratio_steps: int = 3
@@ -158,7 +159,7 @@ class RunConfig:
             _check_int("epochs", self.epochs, 1)
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give --steps or --epochs, not both")
-        for name in ("watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_dead_relu", "watch_vanishing"):
+        for name in ("watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_dead_relu", "watch_vanishing"):
             _check_range(name, getattr(self, name), 0.0, math.inf)
         _check_int("watch_ratio_steps", self.watch_ratio_steps, 0)
         _check_int("threads", self.threads, 0)

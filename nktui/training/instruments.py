@@ -1,17 +1,19 @@
 """Per-layer statistics of a training step, computed on the device and copied to the host in one transfer.
 
-Cost model (CPU, 2 cores, MLP 784-128-64-10, batch 64: a bare step is ~1 ms). Computing the statistics below
-costs a few hundred microseconds, so they are computed only on *observed* steps, the ones somebody will look at
-(a UI refresh, a single step while paused, a log line, a direct `Trainer.step()` call). Every other step keeps
-just its loss and logits on the device.
+Every step: each parameter's gradient norm (`grad_norms`, one foreach reduction in the parameters' own dtype),
+kept on the device with the step's loss until the flush, so that the watchpoints check every step. A float32 norm
+overflows to inf for gradients of ~1e19 and more; the fault finder (`nktui.training.fault`) re-takes such a step
+with the exact statistics below before it reports anything.
 
-On an observed step, for every parameter tensor: the gradient's norm, sum, min and max; the weight's norm before
-the update; the norm of the change the optimizer made (||W_after - W_before||, from a copy taken before the step).
-Mean, std and abs max follow on the host from those (std = sqrt(norm^2/n - mean^2): one cheap reduction instead
-of `torch.std`, which costs 20 times more on the CPU). The count of non-finite gradient values is 0 when the norm
-is finite, and is counted only for layers whose norm is not. On request (`histogram_bins`, `activations`, set by
-whoever will look at them): a histogram of each gradient, and each leaf module's output mean, std and dead
-fraction through forward hooks attached for that one step.
+Observed steps (the ones somebody will look at: a UI refresh, a single step while paused, a log line, a direct
+`Trainer.step()` call) get the full statistics, accumulated in float64 so that finite tensors give finite numbers
+up to float32's largest values: for every parameter tensor the gradient's norm, sum, min and max; the weight's norm
+before the update; the norm of the change the optimizer made (||W_after - W_before||, from a float64 copy taken
+before the step). Mean, std and abs max follow on the host from those (std = sqrt(norm^2/n - mean^2): one cheap
+reduction instead of `torch.std`). A norm is finite exactly when every value is, so the count of nan/inf gradient
+values is 0 for a finite norm and counted only for layers whose norm is not. On request (`histogram_bins`,
+`activations`, set by whoever will look at them): a histogram of each gradient, and each leaf module's output
+mean, std and dead fraction through forward hooks attached for that one step.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ class Instruments:
             out = output.detach()
             nan = out.new_tensor(math.nan)
             dead = (out <= 0).all(dim=0).float().mean() if relu_like and out.ndim > 1 else nan
-            self._act_rows.append(torch.stack([out.sum(), torch.linalg.vector_norm(out), dead]).float())
+            norm = torch.linalg.vector_norm(out, dtype=torch.float64)
+            self._act_rows.append(torch.stack([out.sum(dtype=torch.float64), norm, dead.double()]))
             self._act_meta.append((name, type(module).__name__, tuple(out.shape)))
 
         return hook
@@ -121,29 +124,36 @@ class Instruments:
         """Remember the weights (norms and a copy) just before the optimizer changes them."""
         with torch.no_grad():
             if self._before is None:
-                self._before = [torch.empty_like(p) for p in self.params]
-            self._weight_norms = torch._foreach_norm(self.params)
+                # float64: W_before - W_after cannot overflow where both are finite float32 values
+                self._before = [torch.empty_like(p, dtype=torch.float64) for p in self.params]
+            self._weight_norms = torch._foreach_norm(self.params, dtype=torch.float64)
             torch._foreach_copy_(self._before, self.params)
 
     def last_update(self, name: str) -> torch.Tensor | None:
         """W_after - W_before of the last observed step (valid until the next observed step)."""
         if self._before is None:
             return None
-        return -self._before[self.names.index(name)]
+        return -self._before[self.names.index(name)].to(self.params[self.names.index(name)].dtype)
+
+    def grad_norms(self) -> list[torch.Tensor]:
+        """Each parameter's gradient norm, as 0-d device tensors (no host sync): every step's health check."""
+        grads = [p.grad if p.grad is not None else p.new_zeros(()) for p in self.params]
+        return torch._foreach_norm(grads)
 
     def after_update(self) -> Observation:
         """Statistics of the gradients that were just applied and of the change the optimizer made."""
         bins = self.histogram_bins
         with torch.no_grad():
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-            torch._foreach_sub_(self._before, self.params)  # before - after: the negated update
+            torch._foreach_sub_(self._before, self.params)  # before - after: the negated update, in float64
             update_norms = torch._foreach_norm(self._before)
-            grad_norms = torch._foreach_norm(grads)
+            grad_norms = torch._foreach_norm(grads, dtype=torch.float64)  # float64: 1e20s give finite norms
             lows, highs = zip(*[torch.aminmax(g) if g.numel() else (g.new_zeros(()), g.new_zeros(())) for g in grads])
-            sums = [g.sum() for g in grads]
+            sums = [g.sum(dtype=torch.float64) for g in grads]
             # One stack of all the scalars (6 per layer) instead of a stack per layer: fewer tiny ops.
-            columns = (*grad_norms, *sums, *lows, *highs, *self._weight_norms, *update_norms)
-            floats = torch.stack(columns).float().view(6, len(grads)).T
+            columns = (*grad_norms, *sums, *(t.double() for t in lows), *(t.double() for t in highs),
+                       *self._weight_norms, *update_norms)
+            floats = torch.stack(columns).view(6, len(grads)).T
             histograms = None
             if bins:
                 histograms = torch.stack([_histogram(g, lo, hi, bins) for g, lo, hi in zip(grads, lows, highs)])
@@ -155,7 +165,9 @@ class Instruments:
 
 def _histogram(g: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int) -> torch.Tensor:
     """Counts of g in `bins` equal bins over [lo, hi], on the device without reading lo or hi on the host.
-    (Garbage when g holds nan or inf; the host then drops it.)"""
-    scale = bins / (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
-    index = ((g.flatten() - lo) * scale).long().clamp_(0, bins - 1)
+    Halves throughout, so that hi - lo cannot overflow for values near float32's largest. (Garbage when g holds
+    nan or inf; the host then drops it.)"""
+    half_lo = lo / 2
+    scale = bins / (hi / 2 - half_lo).clamp_min(torch.finfo(g.dtype).tiny)
+    index = ((g.flatten() / 2 - half_lo) * scale).long().clamp_(0, bins - 1)
     return torch.bincount(index, minlength=bins)

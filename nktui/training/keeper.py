@@ -46,6 +46,7 @@ class Checkpointer:
         self.saved_step: int | None = None
         self.error: str | None = None
         self.saves = 0  # files written
+        self.fault_state: dict[str, Any] | None = None  # after a fault: the state just before the failing step
         self._last_time = time.monotonic()
 
     def due(self, step: int) -> bool:
@@ -72,20 +73,24 @@ class Checkpointer:
             return None
 
     def after_fault(self, trainer: Any) -> int | None:
-        """The run failed: write the newest state kept from before the fault, if newer than last.pt. Never raises."""
+        """The run failed: write the state just before the failing step (`state_before_fault`), if newer than
+        last.pt, and keep it in `fault_state` (the `s` key of a failed run writes it again). Never raises."""
         try:
-            kept = trainer.rewinds.newest()
-            if kept is None:
+            self.fault_state = state_before_fault(trainer)
+            if self.fault_state is None:
                 return None
-            step, state = kept
-            if self.saved_step is not None and step <= self.saved_step:
+            if self.saved_step is not None and self.fault_state["step"] <= self.saved_step:
                 return None
-            from .state import make_portable
-
-            return self._write(make_portable(state, trainer))
+            return self._write(self.fault_state)
         except BaseException as exc:  # the device may be unusable after the fault: the old last.pt stays
             self.error = _describe(exc, self.path)
             return None
+
+    def save_fault_state(self) -> int:
+        """Write the state kept at the fault again (a failed run's `s`); CheckpointError when there is none."""
+        if self.fault_state is None:
+            raise CheckpointError("no good state was kept from before the fault")
+        return self._write(self.fault_state)
 
     def _write(self, state: dict[str, Any]) -> int:
         from .checkpoint import write_state
@@ -96,6 +101,25 @@ class Checkpointer:
         self.error = None
         self._last_time = time.monotonic()
         return self.saved_step
+
+
+def state_before_fault(trainer: Any) -> dict[str, Any] | None:
+    """After an exception inside a step: the state just before that step, as a checkpoint.
+
+    Replayed from the newest kept state (exact: every RNG as it was when the step began). If the replay fails too,
+    the live weights, when the fault came before the optimizer touched them (their RNG may have moved in the
+    failed forward pass); else the newest kept state; None when there is none."""
+    from .state import capture_state, make_portable
+
+    live = None if trainer._updating else capture_state(trainer)
+    try:
+        trainer.rewinds.rewind_to(trainer, trainer.step_count)
+        return capture_state(trainer)
+    except BaseException:
+        if live is not None:
+            return live
+        kept = trainer.rewinds.newest()
+        return make_portable(kept[1], trainer) if kept is not None else None
 
 
 class RunKeeper:
@@ -133,6 +157,22 @@ class RunKeeper:
         """Ask the training thread to write last.pt at its next step boundary; the Future gets the step saved."""
         checkpointer = self.checkpointer
         return controller.call(lambda trainer: checkpointer.save(trainer))
+
+    def save_fault_state(self) -> Future:
+        """A failed run's `s`: write the state kept from just before the failing step, on a thread of its own (the
+        training thread has ended). The Future gets the step written, or the error."""
+        import threading
+
+        future: Future = Future()
+
+        def write() -> None:
+            try:
+                future.set_result(self.checkpointer.save_fault_state())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=write, name="nktui-fault-save", daemon=True).start()
+        return future
 
     def log_failure(self, text: str) -> Path | None:
         """Append a traceback to nktui.log (once per failure); None when the folder was never made."""

@@ -125,7 +125,11 @@ class Resumed:
 
 @dataclass(frozen=True, slots=True)
 class WatchHit:
-    """A watchpoint fired at `step` (the step whose numbers tripped it); see `nktui.training.watch`."""
+    """A watchpoint fired at `step` (the step whose numbers tripped it); see `nktui.training.watch`.
+
+    `record`: that step's record with its full statistics, when the fault finder re-took it exactly.
+    `stopped_before`: the run was put back to just before `step` (so `step` has not happened); False when it
+    could not be (rewinding off) or the step was taken by hand."""
 
     watchpoint: str
     step: int
@@ -133,6 +137,8 @@ class WatchHit:
     value: float
     threshold: float
     message: str
+    record: StepRecord | None = None
+    stopped_before: bool = False
 
 
 def ratio(numerator: float, denominator: float) -> float:

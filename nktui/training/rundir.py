@@ -130,6 +130,7 @@ class MetricsWriter:
         self.path = Path(path)
         self.log_every = log_every
         self.rows = 0
+        self._fired_row: int | None = None
         self._file: IO[str] = open(self.path, "a", encoding="utf-8", newline=newline)
 
     def row_for(self, record) -> dict[str, Any] | None:
@@ -151,9 +152,15 @@ class MetricsWriter:
         """Write the rows of these records and flush; returns how many rows were written."""
         written = 0
         for record in records:
-            row = self.row_for(record)
-            if row is not None and self._emit(row):
-                written += 1
+            fired = record.record if isinstance(record, WatchHit) else None
+            if fired is not None and fired.step % self.log_every and fired.step != self._fired_row:
+                self._fired_row = fired.step  # the step that fired gets its row, though not a log step (once)
+                rows = [step_row(fired), self.row_for(record)]
+            else:
+                rows = [self.row_for(record)]
+            for row in rows:
+                if row is not None and self._emit(row):
+                    written += 1
         if written:
             self._file.flush()
         self.rows += written

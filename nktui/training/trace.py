@@ -8,7 +8,9 @@ that happened, not a re-computation that could differ:
   3. backward: the gradient arriving at each layer's output, in backward order (output layer first), and each
      parameter's gradient norm, so vanishing or exploding gradients show as they flow;
   4. update: per parameter the change the optimizer made next to -lr * grad, with the difference explained.
-Everything is copied to plain Python values; the trace holds no tensors.
+Everything is copied to plain Python values; the trace holds no tensors. Norms, means and the per-sample loss are
+computed in float64 (the loss from log-softmax, never as the log of a rounded probability), so a step whose values
+are huge but finite shows them as they are.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .instruments import PASS_THROUGH, RELU_LIKE
-from .records import StepRecord
+from .records import StepRecord, ratio
 
 Grid = tuple[tuple[float, ...], ...]
 
@@ -57,7 +59,7 @@ class ParamUpdate:
 
     @property
     def update_ratio(self) -> float:
-        return self.update_norm / self.weight_norm_before if self.weight_norm_before else math.inf
+        return ratio(self.update_norm, self.weight_norm_before)
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,12 @@ class Tracer:
                 return
             out = output.detach()
             dead = (out <= 0).all(dim=0).float().mean() if relu_like and out.ndim > 1 else out.new_tensor(math.nan)
-            stats = torch.stack([out.float().mean(), out.float().std(correction=0), dead.float()])
+            wide = out.double()
+            stats = torch.stack([wide.mean(), wide.std(correction=0), dead.double()])
             self._forward.append((name, kind, tuple(out.shape), stats))
             if output.requires_grad:  # the gradient arriving at this output, recorded during backward
-                output.register_hook(lambda grad: self._backward.append((name, kind, torch.linalg.vector_norm(grad))))
+                output.register_hook(lambda grad: self._backward.append(
+                    (name, kind, torch.linalg.vector_norm(grad, dtype=torch.float64))))
 
         return forward_hook
 
@@ -128,14 +132,15 @@ class Tracer:
     def after_backward(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor) -> None:
         i = min(self.sample_index, len(y) - 1)
         with torch.no_grad():
-            probs = F.softmax(logits[i].float(), dim=0)
+            log_probs = F.log_softmax(logits[i].double(), dim=0)
+            probs = log_probs.exp()
             self.trace_fields.update(
                 sample_index=i,
                 sample_image=tuple(tuple(tuple(row) for row in channel) for channel in x[i].float().cpu().tolist()),
                 label=int(y[i]),
                 logits=tuple(logits[i].float().cpu().tolist()),
                 probabilities=tuple(probs.cpu().tolist()),
-                sample_loss=float(-torch.log(probs[y[i]])),
+                sample_loss=float(-log_probs[y[i]]),  # -log p[label], from log-softmax: exact where p rounds to 0
                 batch_loss=float(loss),
                 batch_accuracy=float((logits.argmax(1) == y).float().mean()),
                 batch_size=len(y),
@@ -149,8 +154,8 @@ class Tracer:
         with torch.no_grad():
             for name, p in named_params:
                 before = self._before[name]
-                grad = p.grad if p.grad is not None else torch.zeros_like(p)
-                delta = p.detach() - before
+                grad = (p.grad if p.grad is not None else torch.zeros_like(p)).double()
+                delta = p.detach().double() - before.double()  # float64: no overflow between finite values
                 plain = -lr * grad
                 top = torch.topk(grad.abs().flatten(), min(self.examples, grad.numel())).indices.tolist()
                 flat_before, flat_after, flat_grad = before.flatten(), p.detach().flatten(), grad.flatten()
@@ -162,8 +167,8 @@ class Tracer:
                         lr_grad_norm=float(torch.linalg.vector_norm(plain)),
                         update_norm=float(torch.linalg.vector_norm(delta)),
                         difference_norm=float(torch.linalg.vector_norm(delta - plain)),
-                        weight_norm_before=float(torch.linalg.vector_norm(before)),
-                        weight_norm_after=float(torch.linalg.vector_norm(p.detach())),
+                        weight_norm_before=float(torch.linalg.vector_norm(before, dtype=torch.float64)),
+                        weight_norm_after=float(torch.linalg.vector_norm(p.detach(), dtype=torch.float64)),
                         examples=tuple(
                             (j, float(flat_before[j]), float(flat_after[j]), float(flat_grad[j])) for j in top
                         ),
@@ -198,10 +203,10 @@ def _nan_to_none(value: float, column: int):
 
 def update_rule(config, updates: tuple[ParamUpdate, ...]) -> str:
     """One line on how the optimizer's actual update relates to -lr * grad, with the measured difference."""
-    plain = sum(u.lr_grad_norm**2 for u in updates) ** 0.5
-    actual = sum(u.update_norm**2 for u in updates) ** 0.5
-    diff = sum(u.difference_norm**2 for u in updates) ** 0.5
-    rel = diff / plain if plain else 0.0
+    plain = math.hypot(*(u.lr_grad_norm for u in updates))  # (hypot: no overflow on the way)
+    actual = math.hypot(*(u.update_norm for u in updates))
+    diff = math.hypot(*(u.difference_norm for u in updates))
+    rel = ratio(diff, plain)
     if config.optimizer == "sgd" and config.momentum == 0 and config.weight_decay == 0:
         return (f"plain SGD: the update is exactly -lr × grad (‖difference‖ / ‖lr·grad‖ = {rel:.1e}, "
                 "float rounding)")
@@ -211,7 +216,7 @@ def update_rule(config, updates: tuple[ParamUpdate, ...]) -> str:
             parts.append(f"momentum adds {config.momentum:g} × the previous step's velocity")
         if config.weight_decay:
             parts.append(f"weight decay adds -lr × {config.weight_decay:g} × W")
-        return (f"SGD: {' and '.join(parts)}, so the update is {actual / plain if plain else math.inf:.2f} × as long "
+        return (f"SGD: {' and '.join(parts)}, so the update is {ratio(actual, plain):.2f} × as long "
                 f"as -lr × grad (‖difference‖ / ‖lr·grad‖ = {rel:.2f})")
     return (f"{config.optimizer}: each weight's step is -lr × m/(√v + ε), scaled per weight by its gradient history, "
             f"not by ‖grad‖: ‖update‖ = {actual:.3g} vs ‖lr·grad‖ = {plain:.3g} (‖difference‖ / ‖lr·grad‖ = {rel:.2f})")

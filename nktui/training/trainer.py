@@ -4,10 +4,12 @@
     rec = trainer.step()           # synchronous: forward, loss, backward, update; a StepRecord
     ctl = trainer.start()          # or: the same steps on a background thread, steered through ctl
 
-Every step keeps its loss and logits on the device; `flush()` turns the pending steps into `StepRecord`s with one
-host transfer and publishes them into `trainer.records`. The loop flushes when somebody will look (an observed
-step), before it pauses, and at least every FLUSH_EVERY steps, so the host waits for the device a few times a
-second, not once a step.
+Every step keeps its loss, logits and each layer's gradient norm on the device; `flush()` turns the pending steps
+into `StepRecord`s with one host transfer, checks every one of them against the watchpoints in step order, and
+publishes them into `trainer.records`. The loop flushes when somebody will look (an observed step), before it
+pauses, and at least every FLUSH_EVERY steps, so the host waits for the device a few times a second, not once a
+step. When a watchpoint trips while the run trains, the loop goes back to just before that step and pauses
+(`nktui.training.fault`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,6 +30,7 @@ from .config import RunConfig
 from .control import Controller, RunState, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
+from .fault import Flagged, stop_before
 from .instruments import Instruments, Observation
 from .keeper import Checkpointer
 from .models import build_model
@@ -38,7 +41,7 @@ from .sources import ImageSet
 from .state import seed_everything
 from .trace import StepTrace, Tracer
 from .trajectory import Trajectory
-from .watch import Watcher, first_nonfinite_parameter
+from .watch import Watcher
 
 FLUSH_EVERY = 64  # most steps kept on the device before their records are made
 
@@ -52,6 +55,7 @@ class _PendingStep:
     logits: torch.Tensor  # (batch, classes), detached
     targets: torch.Tensor
     observation: Observation | None
+    grad_norms: list[torch.Tensor] | None  # 0-d device tensors, one a parameter; None on observed steps
 
 
 def _count_correct(logits: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
@@ -100,14 +104,17 @@ class Trainer:
         self.trajectory.record(0)
         self._named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.rewinds = RewindBuffer(depth=config.rewind_depth, interval=config.rewind_every)
-        self.watcher = Watcher(config)
-        self.watch_hit: WatchHit | None = None  # the newest watchpoint that fired and was not handled yet
+        self.watcher = Watcher(config, self.instruments.names, self.instruments.shapes)
+        self.watch_hit: WatchHit | None = None  # the first watchpoint of the newest step that tripped any
+        self.watch_hits: list[WatchHit] = []  # all the watchpoints that step tripped
         self.records: RecordBuffer[StepRecord | EvalResult] = RecordBuffer()
         self.step_count = 0  # updates made so far; the next step is number step_count + 1
         self.step_limit = config.step_limit(self.data.steps_per_epoch)
         self.last_eval: EvalResult | None = None
         self._pending: list[_PendingStep] = []
         self._observed_step = 0  # the latest step whose update the instruments measured
+        self._updating = False  # inside optimizer.step()
+        self._flagged: Flagged | None = None  # a step a flush found tripping a watchpoint, for the loop to handle
         self._window_start = time.perf_counter()
         self.checkpointer = checkpointer
         if resume is not None:
@@ -152,14 +159,14 @@ class Trainer:
         """Go back to the state after `step` updates, bit for bit; publishes a `Rewound` record."""
         self.flush()
         event = self.rewinds.rewind_to(self, step)
-        self._observed_step = -1  # the instruments' last update belongs to a step that no longer happened
+        self.forget_observed()
         self.watcher.reset()
         self.watch_hit = None
         self.records.publish(event)
         return event
 
     LIVE_SETTINGS = frozenset(
-        {"watch", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
+        {"watch", "watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
          "watch_vanishing", "log_every"}
     )
 
@@ -170,6 +177,10 @@ class Trainer:
             raise ValueError(f"{', '.join(sorted(unknown))} cannot change while training: restart with the new value")
         self.config = self.config.replace(**changes)
         self.watcher.config = self.config
+
+    def forget_observed(self) -> None:
+        """The instruments' last update belongs to a step that no longer happened."""
+        self._observed_step = -1
 
     def discard_pending(self) -> None:
         """Forget steps not yet published (replayed steps that were published the first time)."""
@@ -189,7 +200,8 @@ class Trainer:
             classes=self.data.classes, record=record,
         )
 
-    def _train_step(self, observe: bool, tracer: Tracer | None = None) -> None:
+    def _train_step(self, observe: bool, tracer: Tracer | None = None) -> torch.Tensor:
+        """The step function: forward, loss, backward, update; the step's numbers stay on the device (pending)."""
         if not self._pending:
             self._window_start = time.perf_counter()
         x, y = self.data.train_batch(self.step_count)  # a gather on the device, no host copy
@@ -215,7 +227,12 @@ class Trainer:
             tracer.before_update(self._named_params)
         if observe:
             self.instruments.before_update()  # weight norms and a copy, on the device
+            grad_norms = None
+        else:
+            grad_norms = self.instruments.grad_norms()  # every step's health check, on the device: no host sync
+        self._updating = True  # (a fault from here on may leave the weights half-updated)
         self.optimizer.step()  # w <- w - lr * dL/dw (plain SGD; momentum and Adam transform dL/dw first)
+        self._updating = False
         observation = self.instruments.after_update() if observe else None
         if tracer is not None:
             tracer.after_update(self._named_params, lr)
@@ -223,9 +240,12 @@ class Trainer:
         if observe:
             self._observed_step = self.step_count
             self.trajectory.record(self.step_count)
+        loss = loss.detach()
         self._pending.append(
-            _PendingStep(self.step_count, self._epoch_of(self.step_count), lr, loss.detach(), logits.detach(), y, observation)
+            _PendingStep(self.step_count, self._epoch_of(self.step_count), lr, loss, logits.detach(), y, observation,
+                         grad_norms)
         )
+        return loss
 
     def last_update(self, name: str) -> torch.Tensor | None:
         """W_after - W_before of parameter `name` in the latest update, if that update was observed; else None."""
@@ -233,23 +253,38 @@ class Trainer:
             return None
         return self.instruments.last_update(name)
 
-    def flush(self) -> list[StepRecord]:
-        """Turn pending steps into records (one host transfer for all of them) and publish them."""
+    def flush(self, *, hold: bool = False) -> list[StepRecord]:
+        """Turn pending steps into records (one host transfer for all of them), check each against the
+        watchpoints in step order, and publish them with any hits. `hold` (the loop, while running): stop at the
+        first step that trips a watchpoint and leave it to the fault finder (`self._flagged`), unpublished."""
+        records, norms = self.make_records()
+        return self.publish_checked(records, norms, hold=hold)
+
+    def make_records(self) -> tuple[list[StepRecord], list[list[float] | None]]:
+        """The pending steps as records, and each unobserved step's gradient norms; the pending list empties."""
         if not self._pending:
-            return []
+            return [], []
         pending, self._pending = self._pending, []
         losses = torch.stack([p.loss for p in pending]).float()
         correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
-        values = torch.cat([losses, correct]).tolist()  # .tolist() is a host sync: the one wait of this flush
+        health = [norm for p in pending if p.grad_norms is not None for norm in p.grad_norms]
+        columns = [losses, correct, torch.stack(health).float()] if health else [losses, correct]
+        values = torch.cat(columns).tolist()  # .tolist() is a host sync: the one wait of this flush
         elapsed = time.perf_counter() - self._window_start
         samples = sum(len(p.targets) for p in pending)
         rate = samples / elapsed if elapsed > 0 else None
         n = len(pending)
-        records = []
+        width = len(self.instruments.names)
+        offset = 2 * n
+        records, norms = [], []
         for i, p in enumerate(pending):
             layers, acts = {}, ()
             if p.observation is not None:
                 layers, acts = p.observation.to_host(self.instruments.names, self.instruments.shapes)
+                norms.append(None)
+            else:
+                norms.append(values[offset:offset + width])
+                offset += width
             records.append(
                 StepRecord(
                     step=p.step,
@@ -262,21 +297,37 @@ class Trainer:
                     activations=acts,
                 )
             )
-        self.records.publish_many(records)
-        for record in records:
-            hit = self.watcher.check(record)
-            if hit is not None:
-                self._fire(hit)
+        return records, norms
+
+    def publish_checked(self, records: list[StepRecord], norms: list[list[float] | None], *,
+                        hold: bool = False) -> list[StepRecord]:
+        """Check records against the watchpoints in step order and publish them, each followed by its hits."""
+        out: list = []
+        watcher = self.watcher
+        for i, (record, grad_norms) in enumerate(zip(records, norms)):
+            hits = watcher.check(record, grad_norms)
+            if hits and hold:
+                self._flagged = Flagged(record, hits, records[i + 1:], norms[i + 1:])
+                records = records[:i]
                 break
+            watcher.commit(record, grad_norms)
+            out.append(record)
+            if hits:
+                watcher.fired(hits)
+                out.extend(hits)
+                self.watch_hit, self.watch_hits = hits[0], hits
+        self.records.publish_many(out)
         return records
 
-    def _fire(self, hit: WatchHit) -> None:
-        if hit.watchpoint == "nonfinite" and hit.layer is None:  # name the layer: the first non-finite weights
-            culprit = first_nonfinite_parameter(self.model)
-            if culprit is not None:
-                hit = replace(hit, layer=culprit, message=f"{hit.message}; the first non-finite weights: {culprit}")
-        self.watch_hit = hit
-        self.records.publish(hit)
+    def _flush_running(self, controller: Controller, *, hold: bool = True) -> bool:
+        """The loop's flush: True when a watchpoint tripped, the trainer now stands just before that step and the
+        run is paused."""
+        self.flush(hold=hold)
+        flagged, self._flagged = self._flagged, None
+        if flagged is None or not stop_before(self, flagged):
+            return False
+        controller.pause()
+        return True
 
     # -- evaluation ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -348,12 +399,14 @@ class Trainer:
         """The loop: take commands at each step boundary, step, flush when someone will look. Ends on stop."""
         log_every = self.config.log_every
         checkpointer = self.checkpointer
-        paused_for: WatchHit | None = None  # the watchpoint hit the loop last paused for
         try:
             if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
                 controller.report(RunState.RUNNING)
             while True:
-                cmd = controller.next_command(can_step=not self.finished, before_wait=self.flush)
+                cmd = controller.next_command(can_step=not self.finished,
+                                              before_wait=lambda: self._flush_running(controller))
+                if (cmd.calls or cmd.stop) and self._flush_running(controller):
+                    continue  # (a watchpoint among the running steps: the commands wait for the paused loop)
                 if cmd.lr is not None:
                     self.set_lr(cmd.lr)
                 for fn, future in cmd.calls:
@@ -371,11 +424,8 @@ class Trainer:
                 self._train_step(observe)
                 evaluate = self._eval_due() or self.finished
                 if observe or evaluate or controller.pause_requested or len(self._pending) >= FLUSH_EVERY:
-                    self.flush()
-                if self.watch_hit is not paused_for:  # a new watchpoint hit: stop at this boundary (once per hit,
-                    paused_for = self.watch_hit  # so that resuming goes on); the hit is in the records
-                    if paused_for is not None and not controller.pause_requested:
-                        controller.pause()
+                    if self._flush_running(controller, hold=not cmd.single_step):
+                        continue  # a watchpoint: the trainer stands just before the step that tripped it, paused
                 if checkpointer is not None and checkpointer.due(self.step_count):
                     checkpointer.try_save(self)  # (weights holding nan or inf are refused: last.pt stays good)
                 if evaluate:
@@ -391,5 +441,5 @@ class Trainer:
             except BaseException:
                 pass
             if checkpointer is not None:
-                checkpointer.after_fault(self)  # last.pt: the newest state kept from before the fault
+                checkpointer.after_fault(self)  # last.pt: the state just before the failing step
             controller.fail(exc)

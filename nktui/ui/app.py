@@ -11,13 +11,14 @@ import time
 from collections.abc import Iterable
 from functools import partial
 
+from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from nktui.training import ConfigError, RunConfig, RunState
-from nktui.ui import keys, run_lifecycle
+from nktui.ui import error_boundary, keys, run_lifecycle
 from nktui.ui.format import byte_size, lr_text, number
 from nktui.ui.pacing import RedrawPace
 from nktui.ui.screens.confirm import ConfirmDialog
@@ -97,7 +98,7 @@ class NktuiApp(App[int]):
     # -- the pull loop -----------------------------------------------------------------------------------------
     def tick(self) -> None:
         session = self.session
-        if session is None or self.closing:
+        if session is None or self.closing or not self.screen_stack:  # (no screen: the app is exiting)
             return
         changes = session.poll()
         if changes.state:
@@ -108,7 +109,7 @@ class NktuiApp(App[int]):
             self.notify(f"rewound to step {changes.rewound.step}: the next step replays step {changes.rewound.step + 1}",
                         title="Rewind", timeout=4)
         if changes.watch is not None:
-            self.on_watchpoint(changes.watch)
+            self.on_watchpoint(changes.watches)
         now = time.monotonic()
         running = session.state is RunState.RUNNING
         drew = False
@@ -146,14 +147,24 @@ class NktuiApp(App[int]):
         kept = f"{states} state" + ("" if states == 1 else "s")
         self.gradient_pane.border_subtitle = f"←→ history · b rewind ({kept}, {byte_size(size)})"
 
-    def on_watchpoint(self, hit) -> None:
-        self.error_line.update(
-            f" Watchpoint {hit.watchpoint}: {hit.message}.\n"
-            f" Paused. b rewinds to step {hit.step - 1}, then t traces step {hit.step}; space goes on."
-        )
+    def on_watchpoint(self, hits) -> None:
+        hit = hits[0]
+        others = "".join(f"; also {h.watchpoint}" + (f" on {h.layer}" if h.layer else "") for h in hits[1:])
+        if hit.stopped_before:
+            where = (f" Paused just before step {hit.step}: t traces it, g rewinds further, space goes on "
+                     f"(step {hit.step} is then taken again).")
+        else:
+            where = f" Paused at step {self.session.trainer.step_count}: b rewinds to step {hit.step - 1}, then t traces it."
+        self.error_line.update(Text(f" Watchpoint {hit.watchpoint}: {hit.message}{others}.\n{where}"))
         self.error_line.set_class(True, "watch")
         self.error_line.display = True
-        self.notify(hit.message, title=f"Watchpoint {hit.watchpoint}", severity="warning", timeout=8)
+        self.notify(f"{hit.message}{others}", title=f"Watchpoint {hit.watchpoint}", severity="warning", timeout=8,
+                    markup=False)
+
+    # -- one boundary for errors: a screen that fails closes, the app and the run stay up -------------------------
+    def _handle_exception(self, error: Exception) -> None:
+        if not error_boundary.handle(self, error):
+            super()._handle_exception(error)
 
     def show_status(self) -> None:
         self.status_bar.show(self.session)
@@ -182,6 +193,7 @@ class NktuiApp(App[int]):
             "step": session.can_step,
             "trace": session.can_step,
             "rewind": session.can_step and session.rewind_target() is not None,
+            "goto": session.can_step and session.rewind_reach is not None,
             "whatif": session.can_step,
             "set_lr": session.can_steer,
             "scale_lr": session.can_steer,
@@ -204,8 +216,10 @@ class NktuiApp(App[int]):
 
     def action_rewind(self) -> None:
         target = self.session.rewind_target()
-        if target is None:
-            return
+        if target is not None:
+            self.rewind_to(target)
+
+    def rewind_to(self, target: int) -> None:
         future = self.session.rewind_to(target)
 
         def done(result) -> None:
@@ -214,6 +228,22 @@ class NktuiApp(App[int]):
 
         future.add_done_callback(done)
         self.set_timer(0.05, self.tick)
+
+    def action_goto(self) -> None:
+        """`g`: rewind to a step typed, suggested from the scrub cursor (just before the step shown) or one back."""
+        from nktui.ui.screens.goto_dialog import GotoDialog
+
+        reach = self.session.rewind_reach
+        if reach is None:
+            return
+        target = self.session.rewind_target()
+        suggested = min(max(target if target is not None else reach[1], reach[0]), reach[1])
+
+        def chosen(step: int | None) -> None:
+            if step is not None:
+                self.rewind_to(step)
+
+        self.push_screen(GotoDialog(suggested, *reach), chosen)
 
     def action_whatif(self) -> None:
         from nktui.ui.screens.whatif import WhatIfScreen

@@ -52,7 +52,8 @@ class Changes:
     evaluation: bool = False
     state: bool = False
     rewound: Rewound | None = None
-    watch: WatchHit | None = None
+    watch: WatchHit | None = None  # the first of the hits this poll brought (`watches`: all of them)
+    watches: tuple[WatchHit, ...] = ()
     saved_step: int | None = None  # a last.pt asked for (`s`, the end of the run) was written, holding this step
     save_error: str | None = None  # ... or could not be written, and why
 
@@ -143,7 +144,10 @@ class Session:
                     changes.rewound = record
                     changes.observed = True
                 elif isinstance(record, WatchHit):
-                    self.watch_hit = changes.watch = record
+                    self.watch_hit = record
+                    if changes.watch is None or changes.watch.step != record.step:
+                        changes.watch, changes.watches = record, ()
+                    changes.watches += (record,)
         self._measure_rate(trainer)
         state = self.controller.state
         if state is not self._state:
@@ -280,6 +284,14 @@ class Session:
         return self.controller.call(lambda trainer: trainer.rewind_to(step))
 
     @property
+    def rewind_reach(self) -> tuple[int, int] | None:
+        """(oldest, newest) step a rewind can reach (`g`), or None when nothing can be undone."""
+        trainer = self.trainer
+        if trainer is None or trainer.step_count == 0 or trainer.rewinds.oldest_step is None:
+            return None
+        return trainer.rewinds.oldest_step, trainer.step_count - 1
+
+    @property
     def rewind_memory(self) -> tuple[int, int]:
         """(states kept, bytes) of the rewind buffer."""
         trainer = self.trainer
@@ -341,9 +353,14 @@ class Session:
             self.failure_log = self.keeper.log_failure(self.controller.error_traceback)
 
     def save(self) -> bool:
-        """Ask for last.pt now (the `s` key); a later poll reports it. False when there is no run directory or no
-        trainer that could save."""
-        if self.keeper is None or not self.keeper.created or self.trainer is None or self.state.is_over:
+        """Ask for last.pt now (the `s` key); a later poll reports it. A failed run writes the state kept from just
+        before the failing step. False when there is no run directory or no trainer that could save."""
+        if self.keeper is None or not self.keeper.created or self.trainer is None:
+            return False
+        if self.state is RunState.FAILED:
+            self.saves.append(self.keeper.save_fault_state())
+            return True
+        if self.state.is_over:
             return False
         self.saves.append(self.keeper.save(self.controller))
         return True

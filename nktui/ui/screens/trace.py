@@ -7,6 +7,8 @@ step. The numbers are those of the step that was committed, not a re-computation
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -108,37 +110,44 @@ def loss_view(trace: StepTrace, width: int) -> Group:
         table.add_column(column)
     for i, (logit, p) in enumerate(zip(trace.logits, trace.probabilities)):
         name = trace.classes[i] if i < len(trace.classes) else str(i)
-        bar = Text("█" * round(p * 30), style="green" if i == trace.label else "cyan")
-        table.add_row(name, number(logit), f"{p:.3f}", bar, "1" if i == trace.label else "0")
+        bar = Text(bar_text(p, 1.0), style="green" if i == trace.label else "cyan")
+        table.add_row(name, number(logit), probability(p), bar, "1" if i == trace.label else "0")
     predicted = trace.classes[trace.predicted] if trace.predicted < len(trace.classes) else str(trace.predicted)
     return Group(
         Text("Logits (the last layer's linear sums) → softmax probabilities, against the one-hot label", style="bold"),
         table,
-        Text(f"predicted {predicted} with p = {trace.probabilities[trace.predicted]:.3f}"),
-        Text(f"cross-entropy of this sample = -log p[label] = -log {trace.probabilities[trace.label]:.4f} "
-             f"= {trace.sample_loss:.4f}"),
-        Text(f"batch loss = the mean over the {trace.batch_size} samples = {trace.batch_loss:.4f}   "
+        Text(f"predicted {predicted} with p = {probability(trace.probabilities[trace.predicted])}"),
+        Text(f"cross-entropy of this sample = -log p[label] = -log {probability(trace.probabilities[trace.label])} "
+             f"= {number(trace.sample_loss, 4)}  (from log-softmax, exact where p rounds to 0)"),
+        Text(f"batch loss = the mean over the {trace.batch_size} samples = {number(trace.batch_loss, 4)}   "
              f"(batch accuracy {trace.batch_accuracy:.3f})", style="bold"),
     )
 
 
 def backward_view(trace: StepTrace, width: int) -> Group:
     flow = Table(box=None, padding=(0, 2), header_style="bold")
-    for column in ("layer", "kind", "‖dL/d output‖", ""):
+    for column in ("layer", "kind", "‖dL/d output‖", "", ""):
         flow.add_column(column)
-    top = max((b.grad_norm for b in trace.backward), default=0) or 1
+    finite = [b.grad_norm for b in trace.backward if math.isfinite(b.grad_norm)]
+    top = max(finite, default=0.0)
+    first_bad = next((b.name for b in trace.backward if magnitude_note(b.grad_norm)), None)
     for layer in trace.backward:
-        flow.add_row(layer.name, layer.kind, number(layer.grad_norm), Text("█" * max(1, round(layer.grad_norm / top * 30)), style="magenta"))
+        note = magnitude_note(layer.grad_norm)
+        mark = Text(f"← {note} from here on" if layer.name == first_bad else note, style="bold red" if note else "")
+        flow.add_row(layer.name, layer.kind, number(layer.grad_norm), Text(bar_text(layer.grad_norm, top), style="magenta"),
+                     mark)
     params = Table(box=None, padding=(0, 2), header_style="bold")
-    for column in ("parameter", "shape", "‖dL/dW‖"):
+    for column in ("parameter", "shape", "‖dL/dW‖", ""):
         params.add_column(column)
     for u in trace.updates:
-        params.add_row(u.name, shape_text(u.shape), number(u.grad_norm))
+        params.add_row(u.name, shape_text(u.shape), number(u.grad_norm), Text(magnitude_note(u.grad_norm), style="bold red"))
+    where = (f"The gradient first became {magnitude_note(next(b.grad_norm for b in trace.backward if b.name == first_bad))}"
+             f" at {first_bad}'s output." if first_bad else "")
     return Group(
         Text("Backprop: the gradient arriving at each layer's output, output layer first", style="bold"),
         Text("(bars shrinking towards the input mean vanishing gradients; growing, exploding ones)", style="dim"),
         flow,
-        Text(""),
+        Text(where, style="bold red"),
         Text("…and the gradient of the loss with respect to each parameter:", style="bold"),
         params,
     )
@@ -166,6 +175,35 @@ def update_view(trace: StepTrace, width: int) -> Group:
         Text("The weights with the largest gradients, one by one:", style="bold"),
         examples,
     )
+
+
+BAR_WIDTH = 30
+HUGE = 1e10  # a gradient or activation norm this large has blown up (float32 norms overflow near 1e19)
+
+
+def bar_text(value: float, top: float) -> str:
+    """A bar of up to BAR_WIDTH blocks for value / top; full for inf, none for nan or a top of 0."""
+    if math.isnan(value) or top <= 0 and not math.isinf(value):
+        return ""
+    if math.isinf(value) or value >= top:
+        return "█" * BAR_WIDTH
+    return "█" * max(1, round(value / top * BAR_WIDTH)) if value > 0 else ""
+
+
+def magnitude_note(value: float) -> str:
+    """'nan', 'inf' or 'huge' for a norm that has blown up; '' for an ordinary one."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return "huge" if abs(value) >= HUGE else ""
+
+
+def probability(p: float) -> str:
+    """A probability in 6 characters: 0.123, and the tiny ones as 1e-30 rather than 0.000."""
+    if p != 0 and p < 1e-3:
+        return f"{p:.0e}"
+    return f"{p:.3f}"
 
 
 def _mean_channels(channels):

@@ -45,6 +45,7 @@ FIELDS = (
     Field("device", "device", "text", tooltip="auto, cpu, cuda, cuda:N or mps"),
     # Watchpoints (pause the run when one fires; 0 switches one off). Enter applies them now, no restart.
     Field("watch", "watch", "choice", ("on", "off"), tooltip="all watchpoints on or off", live=True),
+    Field("watch_loss_jump", "l.jump×", "float", tooltip="the loss above X × its recent median", live=True),
     Field("watch_grad_jump", "g.jump×", "float", tooltip="a layer's grad norm above X × its recent median", live=True),
     Field("watch_ratio_high", "ratio>", "float", tooltip="update:weight ratio above this on K measured steps", live=True),
     Field("watch_ratio_low", "ratio<", "float", tooltip="update:weight ratio below this on K measured steps", live=True),

@@ -205,3 +205,30 @@ def test_no_watchpoint_fires_in_5000_healthy_steps(model):
     trainer, hits = run_until_stopped(config)
     assert hits == [], hits[0].message
     assert trainer.step_count == 5000
+
+
+class HiddenInf(nn.Module):
+    """On one training call, a bias turns -inf in front of a ReLU: the loss and every gradient stay finite, so only
+    the weights show it (on the next measured step)."""
+
+    def __init__(self, bad_call: int) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 16), nn.Linear(16, 10)
+        self.bad_call = bad_call
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if int(self.calls) == self.bad_call:
+                with torch.no_grad():
+                    self.fc1.bias[0] = -math.inf
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def test_weights_that_turn_inf_unseen_stop_the_run_before_the_step_that_did_it():
+    config = RunConfig(device="cpu", steps=10**6, eval_every=0, log_every=50, rewind_every=16)
+    trainer, hits = run_until_stopped(config, model=HiddenInf(bad_call=23))
+    assert [(h.watchpoint, h.step, h.layer) for h in hits] == [("nonfinite", 23, "fc1.bias")]
+    assert hits[0].stopped_before and trainer.step_count == 22
+    assert bool(torch.isfinite(trainer.model.fc1.bias).all())

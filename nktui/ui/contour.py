@@ -120,6 +120,8 @@ def draw_surface(
 
 def to_cell(x: float, y: float, span: float, side: int) -> tuple[int, int] | None:
     """(line, column) of the character cell holding offsets (x, y), or None outside the plane."""
+    if not (math.isfinite(span) and math.isfinite(x) and math.isfinite(y)):
+        return None
     if span <= 0 or abs(x) > span * 1.0001 or abs(y) > span * 1.0001:
         return None
     col = round((x + span) / (2 * span) * (side - 1))

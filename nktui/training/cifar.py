@@ -93,8 +93,8 @@ def read_pickle(path: Path, label: str) -> Any:
     except Exception as exc:  # UnpicklingError, EOFError, a bad numpy state ...
         text = " ".join(str(exc).split())[:200] or "no details"
         raise DataError(
-            f"cannot read cifar10's {label}: {type(exc).__name__}: {text}. The file is damaged or not CIFAR-10's: delete the "
-            f"{FOLDER} folder and run again with network access to download fresh copies"
+            f"cannot read cifar10's {label}: {type(exc).__name__}: {text}. The file is damaged or not CIFAR-10's: "
+            f"delete the {FOLDER} folder and run again with network access to download fresh copies"
         ) from None
 
 

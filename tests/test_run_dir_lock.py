@@ -294,3 +294,13 @@ def test_a_run_that_never_starts_leaves_no_folder_and_no_lock(tmp_path, monkeypa
         assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # made for the claim, removed again: nothing was written
     assert [p.name for p in given.iterdir()] == ["notes.txt"]  # a folder given: as it was, without a .lock
+
+
+def test_a_taken_suffixed_name_goes_on_counting(tmp_path):
+    (tmp_path / "20250102-030405").mkdir()
+    (tmp_path / "20250102-030405-2").mkdir()
+    got = claim_run_dir(tmp_path / "20250102-030405-2", fresh=True)  # chosen, then made by another process
+    assert got == tmp_path / "20250102-030405-3"
+    release_run_dir(got)
+    assert claim_run_dir(tmp_path / "20250102-030405", fresh=True) == tmp_path / "20250102-030405-4"
+    release_run_dir(tmp_path / "20250102-030405-4")

@@ -156,14 +156,20 @@ def _missing(path: Path) -> list[Path]:
 
 
 def _make_fresh(path: Path) -> Path:
+    """Make `path`, or the first of `path-2`, `path-3` ... that no other process made first. A `name-2` (chosen
+    beside a `name` that exists) goes on with `name-3`, not `name-2-2`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    candidate, n = path, 2
+    base, n = path, 2
+    stem, dash, number = path.name.rpartition("-")
+    if dash and number.isdigit() and path.with_name(stem).exists():
+        base, n = path.with_name(stem), int(number) + 1
+    candidate = path
     while True:
         try:
             candidate.mkdir()  # atomic: of two processes making the same name, one gets FileExistsError
             return candidate
         except FileExistsError:
-            candidate = path.with_name(f"{path.name}-{n}")
+            candidate = base.with_name(f"{base.name}-{n}")
             n += 1
 
 

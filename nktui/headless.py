@@ -86,12 +86,23 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
     except NktuiError as exc:
         print_error(exc, err)
         return 2
-    keeper = RunKeeper(run_dir, config, resume=resume, headless=True)
+    # The folder is claimed (made and locked: one run a folder) before the trainer is built; `fresh`: a default
+    # runs/<date-time> that another process made first becomes runs/<date-time>-2.
+    fresh = config.run_dir is None and not getattr(resume, "in_place", False)
+    keeper = RunKeeper(run_dir, config, resume=resume, headless=True, fresh=fresh)
+    try:
+        keeper.claim()
+    except NktuiError as exc:
+        print_error(exc, err)
+        return 2
     # SIGINT, SIGTERM and SIGHUP only count (stops.count): the loops below read it at each poll, so the stop is
     # taken where the code expects it, never as an exception from whatever the main thread was doing (a lock, a
     # wait, half a line of output).
-    with StopSignals() as stops:
-        return _run(config, keeper, stops, out, err)
+    try:
+        with StopSignals() as stops:
+            return _run(config, keeper, stops, out, err)
+    finally:
+        keeper.release()
 
 
 class ReaderOutput:
@@ -151,7 +162,8 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, 
         return _train(controller, trainer, keeper, stops, out, err)
     finally:
         controller.stop()
-        controller.join(timeout=10)
+        if not controller.join(timeout=10):  # the training thread may still write last.pt: the folder stays
+            keeper.hold_until_exit()  # locked until this process exits
 
 
 def _describe(trainer: Trainer, run_dir: Path) -> str:

@@ -12,7 +12,8 @@ config.toml or metrics.jsonl next to it): config.toml is rewritten with the resu
 `{"type": "resume", "step": N}` row and then the new rows (rows after a resume row replace those of the same steps
 before it, if the run had gone on past its last checkpoint), and last.pt is overwritten as the run goes on. With
 `--run-dir DIR` (a new folder) the resumed run writes there instead and the old folder is left as it was; a
-checkpoint outside any run directory gets a fresh `runs/<date-time>/`.
+checkpoint outside any run directory gets a fresh `runs/<date-time>/`. A folder whose run is still going on in
+another nktui process (its `.lock` is held) is refused with a line naming that process.
 
 The checkpoint is read here, on the main thread, before the app or the trainer starts: its config decides what to
 build, and a corrupt, truncated or foreign file is refused with one line (exit code 2). Imports no Textual.
@@ -55,7 +56,9 @@ def plan_resume(path: str | Path, given: dict[str, Any]) -> tuple[RunConfig, Res
     """(the config to go on with, the plan) for `--resume path` with the command line's `given` flags (field name ->
     value as parsed; `lr` already a float). ConfigError / CheckpointError say what is wrong."""
     from .training.checkpoint import load_checkpoint, require_resumable
-    from .training.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, choose_run_dir, default_run_dir
+    from .training.rundir import (
+        CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, check_not_in_use, choose_run_dir, default_run_dir,
+    )
 
     file = Path(path).expanduser()
     if file.is_dir():
@@ -97,6 +100,7 @@ def plan_resume(path: str | Path, given: dict[str, Any]) -> tuple[RunConfig, Res
     if "run_dir" in given:
         run_dir, in_place = choose_run_dir(config), False
     elif (folder / CONFIG_FILE).exists() or (folder / METRICS_FILE).exists():
+        check_not_in_use(folder)  # RunDirInUse: the run is still going on (or resumed already) in another process
         run_dir, in_place = folder, True
     else:
         run_dir, in_place = default_run_dir(), False

@@ -24,5 +24,9 @@ class ModelError(NktuiError):
     """A model cannot be built (unknown name, a custom factory that does not import or raises)."""
 
 
+class RunDirInUse(NktuiError):
+    """Another live nktui process holds the run directory's lock (its `.lock` names the process)."""
+
+
 class CheckpointError(NktuiError):
     """A checkpoint cannot be read or does not fit the current run."""

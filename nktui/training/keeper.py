@@ -6,11 +6,13 @@ newest state the rewind buffer kept from before it, so a crash costs at most `re
 a reader asks. `RunKeeper` is the reader's side (the app's thread, `nktui train`'s main thread):
 
     keeper = RunKeeper(run_dir, config)                      # or resume=ResumePlan: go on from a checkpoint
+    keeper.claim()                                           # the folder, made and locked (RunDirInUse: taken)
     controller = launch(config, **keeper.trainer_kwargs())  # the trainer gets the checkpointer (and the state)
-    keeper.create()                                          # once the trainer is built: the folder and config.toml
+    keeper.create()                                          # once the trainer is built: config.toml
     keeper.save(controller)                                  # a Future: last.pt now (the `s` key, the end, an exit)
     keeper.log_failure(controller.error_traceback)           # the run failed: the traceback into nktui.log
     print(keeper.exit_line("quit at step 120"))              # `... Resume: nktui --resume runs/X/last.pt`
+    keeper.release()                                         # the run is over: another process may use the folder
 
 The files themselves (full state, atomic writes, nan refused) are `nktui.training.checkpoint`'s. Importing this
 module imports neither torch nor Textual: the app builds its keeper before torch has loaded.
@@ -26,7 +28,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import CheckpointError
-from .rundir import CHECKPOINT_FILE, LOG_FILE, create_run_dir, write_log
+from .rundir import CHECKPOINT_FILE, LOG_FILE, claim_run_dir, create_run_dir, release_run_dir, write_log
 
 SAVE_EVERY_SECONDS = 600.0  # with checkpoint_every 0, last.pt is still written this often while training
 TIME_CHECK_STEPS = 64  # the clock is read once per this many steps, not every step
@@ -126,10 +128,14 @@ class RunKeeper:
     """A run directory seen from the thread that reads the records: makes it, asks for last.pt, logs, says how to
     resume. Its `checkpointer` goes to the trainer (`trainer_kwargs`)."""
 
-    def __init__(self, run_dir: str | Path, config: RunConfig, *, resume: Any = None, headless: bool = False) -> None:
+    def __init__(self, run_dir: str | Path, config: RunConfig, *, resume: Any = None, headless: bool = False,
+                 fresh: bool = False) -> None:
         """`resume`: a `nktui.resume.ResumePlan` (its state is handed to the trainer, once). `headless`: the resume
-        command to suggest is `nktui train --resume` rather than `nktui --resume`."""
+        command to suggest is `nktui train --resume` rather than `nktui --resume`. `fresh`: `run_dir` is a new name
+        (a default `runs/<date-time>`): if another process makes that folder first, `claim` takes `run_dir-2` ..."""
         self.run_dir = Path(run_dir)
+        self.fresh = fresh
+        self.claimed = False
         self.config = config
         self.checkpoint = self.run_dir / CHECKPOINT_FILE
         self.checkpointer = Checkpointer(self.checkpoint, config.checkpoint_every)
@@ -147,11 +153,33 @@ class RunKeeper:
             kwargs["resume"] = self.resume.state
         return kwargs
 
+    def claim(self) -> Path:
+        """Make the folder and lock it for this run (`nktui.training.rundir.claim_run_dir`): RunDirInUse when another
+        process holds it. Done before the trainer is built, so that of two runs started on one folder together one
+        is refused at once; a fresh name may become `name-2`: `run_dir` and `checkpoint` say where the files go."""
+        if not self.claimed:
+            in_place = bool(getattr(self.resume, "in_place", False))
+            self.run_dir = claim_run_dir(self.run_dir, fresh=self.fresh and not in_place, resume=in_place)
+            self.claimed = True
+            self.checkpoint = self.checkpointer.path = self.run_dir / CHECKPOINT_FILE
+        return self.run_dir
+
     def create(self) -> Path:
-        """Make the folder and write config.toml (ConfigError when it cannot be written)."""
-        create_run_dir(self.run_dir, self.config)
+        """Claim the folder (if not yet) and write config.toml (ConfigError when it cannot be written)."""
+        create_run_dir(self.claim(), self.config)
         self.created = True
         return self.run_dir
+
+    def release(self) -> None:
+        """The run is over (its trainer stopped): unlock the folder for other processes; a folder this run made and
+        never wrote to is removed again. Idempotent."""
+        if self.claimed:
+            self.claimed = False
+            release_run_dir(self.run_dir, used=self.created)
+
+    def hold_until_exit(self) -> None:
+        """The trainer did not stop in time and may still write here: `release` leaves the lock to the OS."""
+        self.claimed = False
 
     def save(self, controller: Any) -> Future:
         """Ask the training thread to write last.pt at its next step boundary; the Future gets the step saved."""

@@ -5,6 +5,11 @@
         metrics.jsonl   one JSON object per line, written by the reader of `trainer.records` (never the trainer)
         last.pt         the newest checkpoint, written atomically on the training thread (nktui.training.checkpoint)
         nktui.log       the traceback, when the training thread failed; how a run stopped on a signal
+        .lock           held (flock) by the nktui process whose run writes here; it holds that process's id
+
+A run owns its folder: `claim_run_dir` makes it (a fresh `runs/<date-time>` with an exclusive mkdir, `-2`, `-3` ...
+when another process made that name first) and locks it (`nktui.training.runlock`: `.lock`, flock) for as long as
+the run can write there; a folder another live nktui process holds is refused with one line naming its pid.
 
 metrics.jsonl rows:
 
@@ -37,6 +42,15 @@ from typing import IO, Any
 from .config import RunConfig
 from .errors import ConfigError
 from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
+from .runlock import (  # noqa: F401 (the lock's names are importable from here too)
+    LOCK_FILE,
+    check_not_in_use,
+    in_use_message,
+    lock_folder,
+    lock_holder,
+    release_run_dir,
+    remove_stale_temporaries,
+)
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -48,7 +62,8 @@ CHECKPOINT_FORMAT = "nktui-checkpoint"  # last.pt before it held the full state 
 
 # -- where the run goes -----------------------------------------------------------------------------------------
 def default_run_dir(base: str | Path = "runs", now: float | None = None) -> Path:
-    """`runs/<YYYYmmdd-HHMMSS>` under the current folder; `-2`, `-3` ... appended when that name is taken."""
+    """`runs/<YYYYmmdd-HHMMSS>` under the current folder; `-2`, `-3` ... appended when that name is taken. Nothing
+    is created: `claim_run_dir(path, fresh=True)` makes the folder, and takes the next name if this one went first."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     path = Path(base) / stamp
     n = 2
@@ -59,34 +74,103 @@ def default_run_dir(base: str | Path = "runs", now: float | None = None) -> Path
 
 
 def choose_run_dir(config: RunConfig) -> Path:
-    """The folder this run will write to; nothing is created yet.
+    """The folder this run will write to; nothing is created yet (`claim_run_dir` does that).
 
-    `config.run_dir` is used as given, but not when it already holds a run's files (those are never overwritten:
-    ConfigError names the fix); no `run_dir` means a fresh `runs/<date-time>/`.
+    `config.run_dir` is used as given, but not when another nktui process is using it (RunDirInUse names it) or it
+    already holds a run's files (those are never overwritten: ConfigError names the fix); no `run_dir` means a
+    fresh `runs/<date-time>/`.
     """
     if config.run_dir is None:
         return default_run_dir()
     path = Path(config.run_dir).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--run-dir {path} is a file, not a folder: give a new folder for the run's files")
+    check_not_in_use(path)
+    _check_holds_no_run(path)
+    return path
+
+
+def _check_holds_no_run(path: Path) -> None:
     taken = [name for name in RUN_FILES if (path / name).exists()]
     if taken:
         raise ConfigError(
             f"--run-dir {path} already holds a run ({', '.join(taken)}): give a new folder, "
             "or leave --run-dir out to get a fresh runs/<date-time>/"
         )
-    return path
 
 
 def create_run_dir(path: Path, config: RunConfig) -> Path:
     """Make the folder and write `config.toml` into it. The file leaves `run_dir` out: `--config` of it repeats the
-    run into a fresh folder instead of refusing this one, which already holds a run."""
+    run into a fresh folder instead of refusing this one, which already holds a run. (A run claims its folder
+    first: `claim_run_dir`, through `RunKeeper.create`.)"""
     try:
         path.mkdir(parents=True, exist_ok=True)
         dataclasses.replace(config, run_dir=None).save(path / CONFIG_FILE)
     except OSError as exc:
         raise ConfigError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
     return path
+
+
+# -- claiming the folder: made, and locked (nktui.training.runlock) -----------------------------------------------
+def claim_run_dir(path: str | Path, *, fresh: bool = False, resume: bool = False) -> Path:
+    """Make the run directory and lock it for this process; returns the folder (see the module's docstring).
+
+    `fresh`: `path` is a new name (the default `runs/<date-time>`, an app restart's `-2`): the folder is made with
+    an exclusive mkdir, and when another process made it first the next free `path-2`, `path-3` ... is made
+    instead, so two runs started in the same second get two folders. Otherwise the folder may exist; it is refused
+    when another process holds its lock (RunDirInUse) or, unless `resume` (a run going on in its own folder), when
+    it already holds a run's files (ConfigError). A second claim from this process is granted (one lock, counted).
+    """
+    path = Path(path)
+    try:
+        if fresh:
+            parents = _missing(path.parent)
+            path = _make_fresh(path)
+            made = [path, *parents]
+        else:
+            if path.exists() and not path.is_dir():
+                raise ConfigError(f"--run-dir {path} is a file, not a folder: give a new folder for the run's files")
+            made = _missing(path)
+            path.mkdir(parents=True, exist_ok=True)
+        claim = lock_folder(path, made)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
+    if not fresh and not resume:
+        try:
+            _check_holds_no_run(path)  # (again, now that no other process can start writing here)
+        except ConfigError:
+            release_run_dir(path, used=False)
+            raise
+    if claim.count == 1:
+        remove_stale_temporaries(path)
+    return path
+
+
+def _missing(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist, deepest first (what a claim made, to remove unused)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _make_fresh(path: Path) -> Path:
+    """Make `path`, or the first of `path-2`, `path-3` ... that no other process made first. A `name-2` (chosen
+    beside a `name` that exists) goes on with `name-3`, not `name-2-2`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base, n = path, 2
+    stem, dash, number = path.name.rpartition("-")
+    if dash and number.isdigit() and path.with_name(stem).exists():
+        base, n = path.with_name(stem), int(number) + 1
+    candidate = path
+    while True:
+        try:
+            candidate.mkdir()  # atomic: of two processes making the same name, one gets FileExistsError
+            return candidate
+        except FileExistsError:
+            candidate = base.with_name(f"{base.name}-{n}")
+            n += 1
 
 
 # -- metrics.jsonl ------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 poll, never the training loop), last.pt and nktui.log. The first session writes to the folder the command line
 chose (`--run-dir`, the resumed checkpoint's folder, or `runs/<date-time>/`); a restart (`r`) is a new run and
 writes to the next free folder beside it (`<run-dir>-2`, `-3` ...). An app made without a run directory (tests,
-scripts) writes nothing.
+scripts) writes nothing. `run` claims the first folder (made and locked, `nktui.training.rundir.claim_run_dir`)
+before the screen opens, so a folder another nktui process holds is one line and exit code 2; each session
+claims its own folder too, before its trainer is built, and lets it go when it closes.
 
 Every way out saves last.pt first (at a step boundary, on the training thread): `q`, ctrl+c (a key inside the
 app), and the signals SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped SSH connection). Then the app
@@ -16,6 +18,7 @@ No widgets here; no tensor code (the training thread writes the checkpoint).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,8 @@ def make_keeper(app: Any, config: Any) -> RunKeeper | None:
     resume, app.resume = app.resume, None
     if resume is not None:
         return RunKeeper(resume.run_dir, config, resume=resume)
-    return RunKeeper(next_run_dir(Path(app.run_dir)), config)
+    restart = app.session is not None  # a restart's folder is a new name beside the first one (made exclusively)
+    return RunKeeper(next_run_dir(Path(app.run_dir)), config, fresh=restart)
 
 
 def install_signal_handlers(app: Any) -> StopSignals:
@@ -90,19 +94,24 @@ def run(app_class: Any, config: Any, *, paused: bool = False, resume: Any = None
     out even if Textual ended on its own, print the closing line."""
     from nktui.cli import print_error
     from nktui.training import NktuiError
-    from nktui.training.rundir import choose_run_dir
+    from nktui.training.rundir import choose_run_dir, claim_run_dir, release_run_dir
 
-    try:
+    try:  # claimed (made and locked) before the screen opens: a folder another nktui holds is one line, code 2
+        in_place = resume is not None and resume.in_place
         run_dir = resume.run_dir if resume is not None else choose_run_dir(config)
+        run_dir = claim_run_dir(run_dir, fresh=config.run_dir is None and not in_place, resume=in_place)
     except NktuiError as exc:
         print_error(exc)
         return 2
+    if resume is not None:
+        resume = dataclasses.replace(resume, run_dir=run_dir)  # (a fresh name may have become name-2)
     app = app_class(config, paused=paused, run_dir=run_dir, resume=resume, handle_signals=True)
     try:
         code = app.run()
     finally:
         if app.session is not None and not app.session.closed:  # Textual ended on its own: save all the same
             app.exit_line = app.session.close("the app ended", timeout=SAVE_TIMEOUT)
+        release_run_dir(run_dir, used=False)  # (the first session's own claim says whether it wrote there)
         print_line(app.exit_line)
     return code if isinstance(code, int) else (app.return_code or 0)
 

@@ -70,6 +70,12 @@ class Session:
             config = config.replace(threads=app_threads())
         trainer_kwargs.setdefault("histogram_bins", HISTOGRAM_BINS)  # the gradient pane's sparklines, from step 1
         self.config = config
+        claim_error = None
+        if keeper is not None:  # the folder, made and locked before the trainer could write last.pt into it
+            try:
+                keeper.claim()
+            except NktuiError as exc:  # another nktui took it first, or it cannot be made: train on without files,
+                claim_error, keeper = str(exc), None  # and say so
         if keeper is not None:  # the trainer gets the checkpointer, and the checkpoint to resume from
             trainer_kwargs = {**trainer_kwargs, **keeper.trainer_kwargs()}
         self.controller: Controller = launch(config, paused=paused, **trainer_kwargs)
@@ -89,13 +95,13 @@ class Session:
         self._configured = False
         self.export_dir = None  # a run directory to write the records into (see open_exports)
         self.exports = None  # its writers: metrics.jsonl, --csv, --tensorboard (nktui.training.exporters)
-        self.export_error: str | None = None  # why they could not be opened
+        self.export_error: str | None = claim_error  # why they could not be opened
         self.keeper = keeper
         self.saves: list[Future] = []  # last.pt writes asked for and not reported yet
         self.failure_log: Path | None = None  # nktui.log, once a failure's traceback is in it
         self.closed = False
         if keeper is not None:
-            self.export_dir = keeper.run_dir  # made (with config.toml) once the trainer is built: see poll
+            self.export_dir = keeper.run_dir  # claimed; config.toml is written once the trainer is built: see poll
 
     # -- reading ---------------------------------------------------------------------------------------------------
     @property
@@ -400,10 +406,14 @@ class Session:
                 problem = str(exc)
         trainer = self.trainer
         step = trainer.step_count if trainer is not None else 0
-        self.stop(min(timeout, 1.0))
+        ended = self.stop(min(timeout, 1.0))
         if self.keeper is None:
             return None
         what = f"{reason} at step {step}" + (f" ({problem})" if problem else "")
         line = self.keeper.exit_line(what)
         self.keeper.note(line)
+        if ended:
+            self.keeper.release()  # the folder is free for another process (a resume) while the app stays up
+        else:
+            self.keeper.hold_until_exit()  # the trainer may still write last.pt: locked until the app's process ends
         return line

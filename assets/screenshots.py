@@ -6,6 +6,9 @@ Each picture is the real app driven by Textual's Pilot at 100x30, on the bundled
 `save_screenshot()` and turned into PNG by rsvg-convert. The scenes:
 
 - nktui.png: the MLP after a few hundred steps, paused, then three single steps (`n`);
+- fault.png: the README's demo (`--model mlp --lr 50`), paused by a watchpoint just before the step where the loss
+  exploded;
+- fault-trace.png: `t` on that step, phase 3 (backward);
 - trace.png: the trace of one step, phase 4 (update);
 - evaluation.png: `e` after a few hundred steps;
 - landscape.png: `v` on the linear model after a few hundred steps, with the descent path.
@@ -59,6 +62,22 @@ def png(svg: str, name: str) -> None:
     print("wrote", ASSETS / name)
 
 
+async def fault() -> None:
+    app = NktuiApp(RunConfig(seed=0, device="cpu", model="mlp", lr=50.0, steps=10**6), paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session.watch_hit is not None and app.error_line.display, "the watchpoint")
+        await pilot.pause(1.5)
+        png(app.export_screenshot(), "fault.png")
+        app.clear_notifications()
+        await pilot.press("t")
+        await until(pilot, lambda: getattr(app.screen, "trace", None) is not None, "the trace")
+        for _ in range(2):  # forward, softmax and loss, backward
+            await pilot.press("t")
+        await pilot.pause(0.5)
+        png(app.export_screenshot(), "fault-trace.png")
+    app.session.stop(5.0)
+
+
 async def main_screen() -> None:
     app = NktuiApp(RunConfig(seed=0, device="cpu", model="mlp", steps=10**6), paused=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -90,5 +109,6 @@ async def landscape() -> None:
 
 
 if __name__ == "__main__":
+    asyncio.run(fault())
     asyncio.run(main_screen())
     asyncio.run(landscape())

@@ -143,8 +143,8 @@ async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
     seen = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.session.state is RunState.FAILED, "the failure", START_DEADLINE)
-        await pilot.pause(0.3)
-        assert "has no images" in str(app.error_line.render()) and app.error_line.display
+        await until(pilot, lambda: "has no images" in str(app.error_line.render()), "the error line")  # (the tick)
+        assert app.error_line.display
         assert any("has no images" in m and s == "error" for m, s in seen)
         for changes, expected in (
             ({"dataset": "digits"}, None),
@@ -159,8 +159,7 @@ async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
             if expected is None:
                 continue
             await until(pilot, lambda: app.session.state is RunState.FAILED, f"{changes} to fail", START_DEADLINE)
-            await pilot.pause(0.3)
-            assert expected in str(app.error_line.render())
+            await until(pilot, lambda: expected in str(app.error_line.render()), "the error line")
             assert app.is_running
         app.query_one("#f-model", Input).value = "linear"
         await pilot.press("r")

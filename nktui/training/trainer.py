@@ -15,9 +15,7 @@ step. When a watchpoint trips while the run trains, the loop goes back to just b
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,11 +29,12 @@ from .control import Controller, RunState, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
 from .fault import Flagged, stop_before
-from .instruments import Instruments, Observation
+from .instruments import Instruments
+from .pending import PendingSteps
 from .keeper import Checkpointer
 from .models import build_model
 from .optim import build_optimizer, get_lr, set_lr
-from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit, frozen_mapping
+from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 from .rewind import RewindBuffer
 from .sources import ImageSet
 from .state import seed_everything
@@ -44,25 +43,6 @@ from .trajectory import Trajectory
 from .watch import Watcher
 
 FLUSH_EVERY = 64  # most steps kept on the device before their records are made
-
-
-@dataclass
-class _PendingStep:
-    step: int
-    epoch: int
-    lr: float
-    loss: torch.Tensor  # 0-d, on the device
-    logits: torch.Tensor  # (batch, classes), detached
-    targets: torch.Tensor
-    observation: Observation | None
-    grad_norms: list[torch.Tensor] | None  # 0-d device tensors, one a parameter; None on observed steps
-
-
-def _count_correct(logits: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
-    """Correct predictions per step, as floats: one batched op when all steps had the same batch shape."""
-    if len({t.shape for t in logits}) == 1:  # the usual case: every training batch has the same size
-        return torch.cat(logits).argmax(-1).eq(torch.cat(targets)).view(len(logits), -1).sum(-1).float()
-    return torch.stack([lg.argmax(-1).eq(t).sum() for lg, t in zip(logits, targets)]).float()
 
 
 class Trainer:
@@ -111,11 +91,10 @@ class Trainer:
         self.step_count = 0  # updates made so far; the next step is number step_count + 1
         self.step_limit = config.step_limit(self.data.steps_per_epoch)
         self.last_eval: EvalResult | None = None
-        self._pending: list[_PendingStep] = []
+        self.pending = PendingSteps(self.instruments)  # steps taken whose numbers are still on the device
         self._observed_step = 0  # the latest step whose update the instruments measured
         self._updating = False  # inside optimizer.step()
         self._flagged: Flagged | None = None  # a step a flush found tripping a watchpoint, for the loop to handle
-        self._window_start = time.perf_counter()
         self.checkpointer = checkpointer
         if resume is not None:
             resume_from(self, dict(resume))
@@ -184,7 +163,7 @@ class Trainer:
 
     def discard_pending(self) -> None:
         """Forget steps not yet published (replayed steps that were published the first time)."""
-        self._pending.clear()
+        self.pending.clear()
 
     def trace_step(self, sample_index: int = 0) -> StepTrace:
         """One fully observed step, like `step()`, that also records its four phases (see `nktui.training.trace`)."""
@@ -202,8 +181,6 @@ class Trainer:
 
     def _train_step(self, observe: bool, tracer: Tracer | None = None) -> torch.Tensor:
         """The step function: forward, loss, backward, update; the step's numbers stay on the device (pending)."""
-        if not self._pending:
-            self._window_start = time.perf_counter()
         x, y = self.data.train_batch(self.step_count)  # a gather on the device, no host copy
         if not self.model.training:  # .train() walks every module: only when evaluation switched it off
             self.model.train()
@@ -241,10 +218,8 @@ class Trainer:
             self._observed_step = self.step_count
             self.trajectory.record(self.step_count)
         loss = loss.detach()
-        self._pending.append(
-            _PendingStep(self.step_count, self._epoch_of(self.step_count), lr, loss, logits.detach(), y, observation,
+        self.pending.add(self.step_count, self._epoch_of(self.step_count), lr, loss, logits.detach(), y, observation,
                          grad_norms)
-        )
         return loss
 
     def last_update(self, name: str) -> torch.Tensor | None:
@@ -261,43 +236,8 @@ class Trainer:
         return self.publish_checked(records, norms, hold=hold)
 
     def make_records(self) -> tuple[list[StepRecord], list[list[float] | None]]:
-        """The pending steps as records, and each unobserved step's gradient norms; the pending list empties."""
-        if not self._pending:
-            return [], []
-        pending, self._pending = self._pending, []
-        losses = torch.stack([p.loss for p in pending]).float()
-        correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
-        health = [norm for p in pending if p.grad_norms is not None for norm in p.grad_norms]
-        columns = [losses, correct, torch.stack(health).float()] if health else [losses, correct]
-        values = torch.cat(columns).tolist()  # .tolist() is a host sync: the one wait of this flush
-        elapsed = time.perf_counter() - self._window_start
-        samples = sum(len(p.targets) for p in pending)
-        rate = samples / elapsed if elapsed > 0 else None
-        n = len(pending)
-        width = len(self.instruments.names)
-        offset = 2 * n
-        records, norms = [], []
-        for i, p in enumerate(pending):
-            layers, acts = {}, ()
-            if p.observation is not None:
-                layers, acts = p.observation.to_host(self.instruments.names, self.instruments.shapes)
-                norms.append(None)
-            else:
-                norms.append(values[offset:offset + width])
-                offset += width
-            records.append(
-                StepRecord(
-                    step=p.step,
-                    epoch=p.epoch,
-                    loss=values[i],
-                    accuracy=values[n + i] / len(p.targets),
-                    lr=p.lr,
-                    samples_per_sec=rate,
-                    layers=frozen_mapping(layers),
-                    activations=acts,
-                )
-            )
-        return records, norms
+        """The pending steps as records, and each unobserved step's gradient norms; none are pending after."""
+        return self.pending.take()
 
     def publish_checked(self, records: list[StepRecord], norms: list[list[float] | None], *,
                         hold: bool = False) -> list[StepRecord]:
@@ -423,7 +363,7 @@ class Trainer:
                 self.rewinds.before_step(self, single=cmd.single_step)
                 self._train_step(observe)
                 evaluate = self._eval_due() or self.finished
-                if observe or evaluate or controller.pause_requested or len(self._pending) >= FLUSH_EVERY:
+                if observe or evaluate or controller.pause_requested or len(self.pending) >= FLUSH_EVERY:
                     if self._flush_running(controller, hold=not cmd.single_step):
                         continue  # a watchpoint: the trainer stands just before the step that tripped it, paused
                 if checkpointer is not None and checkpointer.due(self.step_count):

@@ -19,6 +19,7 @@ from textual.widgets import Input, Static
 
 from nktui.training import ConfigError, RunConfig, RunState
 from nktui.ui import error_boundary, keys, run_lifecycle
+from nktui.ui.debugger_keys import DebuggerKeys
 from nktui.ui.format import byte_size, lr_text, number
 from nktui.ui.pacing import RedrawPace
 from nktui.ui.screens.confirm import ConfirmDialog
@@ -40,7 +41,7 @@ GRADIENTS_PACE = (0.01, 1.0, 3.0)
 QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when quitting
 
 
-class NktuiApp(App[int]):
+class NktuiApp(DebuggerKeys, App[int]):
     TITLE = "nktui"
     CSS_PATH = "app.tcss"
     BINDINGS = keys.BINDINGS
@@ -144,22 +145,17 @@ class NktuiApp(App[int]):
 
     def show_rewind_memory(self) -> None:
         states, size = self.session.rewind_memory
+        reach = self.session.rewind_reach
+        back = f" back to step {reach[0]}" if reach else ""
         kept = f"{states} state" + ("" if states == 1 else "s")
-        self.gradient_pane.border_subtitle = f"←→ history · b rewind ({kept}, {byte_size(size)})"
+        self.gradient_pane.border_subtitle = f"←→ history · b g{back} ({kept}, {byte_size(size)})"
 
     def on_watchpoint(self, hits) -> None:
-        hit = hits[0]
-        others = "".join(f"; also {h.watchpoint}" + (f" on {h.layer}" if h.layer else "") for h in hits[1:])
-        if hit.stopped_before:
-            where = (f" Paused just before step {hit.step}: t traces it, g rewinds further, space goes on "
-                     f"(step {hit.step} is then taken again).")
-        else:
-            where = f" Paused at step {self.session.trainer.step_count}: b rewinds to step {hit.step - 1}, then t traces it."
-        self.error_line.update(Text(f" Watchpoint {hit.watchpoint}: {hit.message}{others}.\n{where}"))
+        line, toast = keys.watch_notice(hits, self.session.trainer.step_count)
+        self.error_line.update(Text(line))
         self.error_line.set_class(True, "watch")
         self.error_line.display = True
-        self.notify(f"{hit.message}{others}", title=f"Watchpoint {hit.watchpoint}", severity="warning", timeout=8,
-                    markup=False)
+        self.notify(toast, title=f"Watchpoint {hits[0].watchpoint}", severity="warning", timeout=8, markup=False)
 
     # -- one boundary for errors: a screen that fails closes, the app and the run stay up -------------------------
     def _handle_exception(self, error: Exception) -> None:
@@ -208,51 +204,6 @@ class NktuiApp(App[int]):
             self.error_line.display = False
             self.error_line.set_class(False, "watch")
         self.refresh_bindings()
-
-    def action_trace(self) -> None:
-        from nktui.ui.screens.trace import TraceScreen
-
-        self.push_screen(TraceScreen(self.session))
-
-    def action_rewind(self) -> None:
-        target = self.session.rewind_target()
-        if target is not None:
-            self.rewind_to(target)
-
-    def rewind_to(self, target: int) -> None:
-        future = self.session.rewind_to(target)
-
-        def done(result) -> None:
-            if result.exception() is not None:  # (called on the training thread: only hand over a message)
-                self.call_from_thread(self.notify, str(result.exception()), title="Cannot rewind", severity="error")
-
-        future.add_done_callback(done)
-        self.set_timer(0.05, self.tick)
-
-    def action_goto(self) -> None:
-        """`g`: rewind to a step typed, suggested from the scrub cursor (just before the step shown) or one back."""
-        from nktui.ui.screens.goto_dialog import GotoDialog
-
-        reach = self.session.rewind_reach
-        if reach is None:
-            return
-        target = self.session.rewind_target()
-        suggested = min(max(target if target is not None else reach[1], reach[0]), reach[1])
-
-        def chosen(step: int | None) -> None:
-            if step is not None:
-                self.rewind_to(step)
-
-        self.push_screen(GotoDialog(suggested, *reach), chosen)
-
-    def action_whatif(self) -> None:
-        from nktui.ui.screens.whatif import WhatIfScreen
-
-        def apply(value: float | None) -> None:
-            if value is not None:
-                self.apply_lr(value)
-
-        self.push_screen(WhatIfScreen(self.session), apply)
 
     def on_gradient_pane_scrubbed(self, message: GradientPane.Scrubbed) -> None:
         session = self.session
@@ -357,10 +308,7 @@ class NktuiApp(App[int]):
 
     def action_help(self) -> None:
         lines = [(b.key_display or b.key, b.tooltip or b.description) for b in self.BINDINGS]
-        lines += [("enter", "open the selected layer's detail"), ("← →", "while paused: older / newer measured steps"),
-                 ("home end", "the oldest / newest measured step"), ("tab", "move between panes and fields"),
-                 ("ctrl+p", "command palette: every action by name")]
-        self.push_screen(HelpScreen(lines))
+        self.push_screen(HelpScreen(lines + keys.HELP_EXTRA))
 
     async def action_quit(self) -> None:
         self.shutdown("quit")

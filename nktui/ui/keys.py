@@ -1,4 +1,5 @@
-"""The app's keys: one table that the footer's key bar, the help screen and the command palette all read.
+"""The app's keys: one table that the footer's key bar, the help screen and the command palette all read, and the
+words that tell which keys to press when a watchpoint has stopped the run.
 
 Each binding has an id (so users can remap it in a keymap), a short description for the key bar and a tooltip, the
 line the help screen and the command palette show. `PALETTE` names the bindings the command palette offers, in the
@@ -61,3 +62,21 @@ PALETTE = [  # (title in the command palette, binding id)
 ]
 
 BY_ID = {binding.id: binding for binding in BINDINGS}
+
+HELP_EXTRA = [  # keys of the panes, for the help screen
+    ("enter", "open the selected layer's detail"), ("← →", "while paused: older / newer measured steps"),
+    ("home end", "the oldest / newest measured step"), ("tab", "move between panes and fields"),
+    ("ctrl+p", "command palette: every action by name"),
+]
+
+
+def watch_notice(hits, step_count: int) -> tuple[str, str]:
+    """The error line and the toast for watchpoint hits of one step: what fired, and the keys that go from there."""
+    hit = hits[0]
+    others = "".join(f"; also {h.watchpoint}" + (f" on {h.layer}" if h.layer else "") for h in hits[1:])
+    if hit.stopped_before:
+        where = (f" Paused just before step {hit.step}: t traces it, g rewinds further, space goes on "
+                 f"(step {hit.step} is then taken again).")
+    else:
+        where = f" Paused at step {step_count}: b rewinds to step {hit.step - 1}, then t traces step {hit.step}."
+    return f" Watchpoint {hit.watchpoint}: {hit.message}{others}.\n{where}", f"{hit.message}{others}"

@@ -12,7 +12,6 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
 
 from nktui.gc_policy import freeze_what_is_built
@@ -29,6 +28,7 @@ from nktui.training import (
 )
 from nktui.training.history import RunHistory
 from nktui.training.keeper import RunKeeper
+from nktui.ui.changes import Changes
 
 HISTOGRAM_BINS = 16
 SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth
@@ -41,25 +41,6 @@ def app_threads() -> int:
     model: 7 steps/s instead of 669 for the benchmark MLP on a loaded 2-core machine.)"""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, cores - 1)
-
-
-@dataclass
-class Changes:
-    """What one poll brought: the widgets redraw only what changed."""
-
-    steps: bool = False
-    observed: bool = False
-    evaluation: bool = False
-    state: bool = False
-    rewound: Rewound | None = None
-    watch: WatchHit | None = None  # the first of the hits this poll brought (`watches`: all of them)
-    watches: tuple[WatchHit, ...] = ()
-    saved_step: int | None = None  # a last.pt asked for (`s`, the end of the run) was written, holding this step
-    save_error: str | None = None  # ... or could not be written, and why
-
-    def __bool__(self) -> bool:
-        return bool(self.steps or self.observed or self.evaluation or self.state or self.rewound or self.watch
-                    or self.saved_step is not None or self.save_error)
 
 
 class Session:

@@ -1,0 +1,85 @@
+"""Steps taken whose numbers are still on the device, and how they become records: one host transfer for all.
+
+Each step leaves its loss, logits and targets, each layer's gradient norm (or, on an observed step, the full
+`Observation`) here as device tensors; `take()` stacks them and reads them with one `.tolist()`, the flush's only
+wait for the device. samples/s is measured over the steps taken since the previous `take()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .instruments import Instruments, Observation
+from .records import StepRecord, frozen_mapping
+
+
+@dataclass
+class PendingStep:
+    step: int
+    epoch: int
+    lr: float
+    loss: torch.Tensor  # 0-d, on the device
+    logits: torch.Tensor  # (batch, classes), detached
+    targets: torch.Tensor
+    observation: Observation | None
+    grad_norms: list[torch.Tensor] | None  # 0-d device tensors, one a parameter; None on observed steps
+
+
+class PendingSteps:
+    def __init__(self, instruments: Instruments) -> None:
+        self.instruments = instruments
+        self._steps: list[PendingStep] = []
+        self._window_start = time.perf_counter()
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, *fields) -> None:
+        """One step's device tensors (the fields of `PendingStep`, in order)."""
+        if not self._steps:
+            self._window_start = time.perf_counter()
+        self._steps.append(PendingStep(*fields))
+
+    def clear(self) -> None:
+        """Forget them (replayed steps, whose records were published the first time)."""
+        self._steps.clear()
+
+    def take(self) -> tuple[list[StepRecord], list[list[float] | None]]:
+        """The pending steps as records, with each unobserved step's gradient norms (None for observed ones,
+        whose records carry them); none are pending after."""
+        if not self._steps:
+            return [], []
+        pending, self._steps = self._steps, []
+        losses = torch.stack([p.loss for p in pending]).float()
+        correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
+        health = [norm for p in pending if p.grad_norms is not None for norm in p.grad_norms]
+        columns = [losses, correct, torch.stack(health).float()] if health else [losses, correct]
+        values = torch.cat(columns).tolist()  # .tolist() is a host sync: the one wait of this flush
+        elapsed = time.perf_counter() - self._window_start
+        samples = sum(len(p.targets) for p in pending)
+        rate = samples / elapsed if elapsed > 0 else None
+        n = len(pending)
+        names, shapes = self.instruments.names, self.instruments.shapes
+        offset = 2 * n
+        records, norms = [], []
+        for i, p in enumerate(pending):
+            layers, acts = {}, ()
+            if p.observation is not None:
+                layers, acts = p.observation.to_host(names, shapes)
+                norms.append(None)
+            else:
+                norms.append(values[offset:offset + len(names)])
+                offset += len(names)
+            records.append(StepRecord(step=p.step, epoch=p.epoch, loss=values[i], accuracy=values[n + i] / len(p.targets),
+                                      lr=p.lr, samples_per_sec=rate, layers=frozen_mapping(layers), activations=acts))
+        return records, norms
+
+
+def _count_correct(logits: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+    """Correct predictions per step, as floats: one batched op when all steps had the same batch shape."""
+    if len({t.shape for t in logits}) == 1:  # the usual case: every training batch has the same size
+        return torch.cat(logits).argmax(-1).eq(torch.cat(targets)).view(len(logits), -1).sum(-1).float()
+    return torch.stack([lg.argmax(-1).eq(t).sum() for lg, t in zip(logits, targets)]).float()

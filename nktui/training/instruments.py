@@ -82,6 +82,7 @@ class Instruments:
         self.names = tuple(n for n, _ in named)
         self.shapes = tuple(tuple(p.shape) for _, p in named)
         self.params = [p for _, p in named]
+        self.wide = wide_dtype(self.params[0].device if self.params else torch.device("cpu"))
         self.histogram_bins = histogram_bins
         self.activations = activations
         self._before: list[torch.Tensor] | None = None  # weight copies, allocated on first use
@@ -108,8 +109,8 @@ class Instruments:
             out = output.detach()
             nan = out.new_tensor(math.nan)
             dead = (out <= 0).all(dim=0).float().mean() if relu_like and out.ndim > 1 else nan
-            norm = torch.linalg.vector_norm(out, dtype=torch.float64)
-            self._act_rows.append(torch.stack([out.sum(dtype=torch.float64), norm, dead.double()]))
+            norm = torch.linalg.vector_norm(out, dtype=self.wide)
+            self._act_rows.append(torch.stack([out.sum(dtype=self.wide), norm, dead.to(self.wide)]))
             self._act_meta.append((name, type(module).__name__, tuple(out.shape)))
 
         return hook
@@ -125,8 +126,8 @@ class Instruments:
         with torch.no_grad():
             if self._before is None:
                 # float64: W_before - W_after cannot overflow where both are finite float32 values
-                self._before = [torch.empty_like(p, dtype=torch.float64) for p in self.params]
-            self._weight_norms = torch._foreach_norm(self.params, dtype=torch.float64)
+                self._before = [torch.empty_like(p, dtype=self.wide) for p in self.params]
+            self._weight_norms = torch._foreach_norm(self.params, dtype=self.wide)
             torch._foreach_copy_(self._before, self.params)
 
     def last_update(self, name: str) -> torch.Tensor | None:
@@ -147,11 +148,11 @@ class Instruments:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
             torch._foreach_sub_(self._before, self.params)  # before - after: the negated update, in float64
             update_norms = torch._foreach_norm(self._before)
-            grad_norms = torch._foreach_norm(grads, dtype=torch.float64)  # float64: 1e20s give finite norms
+            grad_norms = torch._foreach_norm(grads, dtype=self.wide)  # float64: 1e20s give finite norms
             lows, highs = zip(*[torch.aminmax(g) if g.numel() else (g.new_zeros(()), g.new_zeros(())) for g in grads])
-            sums = [g.sum(dtype=torch.float64) for g in grads]
+            sums = [g.sum(dtype=self.wide) for g in grads]
             # One stack of all the scalars (6 per layer) instead of a stack per layer: fewer tiny ops.
-            columns = (*grad_norms, *sums, *(t.double() for t in lows), *(t.double() for t in highs),
+            columns = (*grad_norms, *sums, *(t.to(self.wide) for t in lows), *(t.to(self.wide) for t in highs),
                        *self._weight_norms, *update_norms)
             floats = torch.stack(columns).view(6, len(grads)).T
             histograms = None
@@ -161,6 +162,11 @@ class Instruments:
         meta = tuple(self._act_meta)
         self._act_rows, self._act_meta = [], []
         return Observation(floats, histograms, acts, meta, grads)
+
+
+def wide_dtype(device: torch.device) -> torch.dtype:
+    """The dtype statistics accumulate in: float64, except on Apple's MPS, which has none (float32 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _histogram(g: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int) -> torch.Tensor:

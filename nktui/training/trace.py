@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .instruments import PASS_THROUGH, RELU_LIKE
+from .instruments import PASS_THROUGH, RELU_LIKE, wide_dtype
 from .records import StepRecord, ratio
 
 Grid = tuple[tuple[float, ...], ...]
@@ -115,12 +115,12 @@ class Tracer:
                 return
             out = output.detach()
             dead = (out <= 0).all(dim=0).float().mean() if relu_like and out.ndim > 1 else out.new_tensor(math.nan)
-            wide = out.double()
-            stats = torch.stack([wide.mean(), wide.std(correction=0), dead.double()])
+            wide = out.to(wide_dtype(out.device))
+            stats = torch.stack([wide.mean(), wide.std(correction=0), dead.to(wide.dtype)])
             self._forward.append((name, kind, tuple(out.shape), stats))
             if output.requires_grad:  # the gradient arriving at this output, recorded during backward
                 output.register_hook(lambda grad: self._backward.append(
-                    (name, kind, torch.linalg.vector_norm(grad, dtype=torch.float64))))
+                    (name, kind, torch.linalg.vector_norm(grad, dtype=wide_dtype(grad.device)))))
 
         return forward_hook
 
@@ -132,7 +132,7 @@ class Tracer:
     def after_backward(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor) -> None:
         i = min(self.sample_index, len(y) - 1)
         with torch.no_grad():
-            log_probs = F.log_softmax(logits[i].double(), dim=0)
+            log_probs = F.log_softmax(logits[i].to(wide_dtype(logits.device)), dim=0)
             probs = log_probs.exp()
             self.trace_fields.update(
                 sample_index=i,
@@ -154,8 +154,9 @@ class Tracer:
         with torch.no_grad():
             for name, p in named_params:
                 before = self._before[name]
-                grad = (p.grad if p.grad is not None else torch.zeros_like(p)).double()
-                delta = p.detach().double() - before.double()  # float64: no overflow between finite values
+                wide = wide_dtype(p.device)
+                grad = (p.grad if p.grad is not None else torch.zeros_like(p)).to(wide)
+                delta = p.detach().to(wide) - before.to(wide)  # float64: no overflow between finite values
                 plain = -lr * grad
                 top = torch.topk(grad.abs().flatten(), min(self.examples, grad.numel())).indices.tolist()
                 flat_before, flat_after, flat_grad = before.flatten(), p.detach().flatten(), grad.flatten()
@@ -167,8 +168,8 @@ class Tracer:
                         lr_grad_norm=float(torch.linalg.vector_norm(plain)),
                         update_norm=float(torch.linalg.vector_norm(delta)),
                         difference_norm=float(torch.linalg.vector_norm(delta - plain)),
-                        weight_norm_before=float(torch.linalg.vector_norm(before, dtype=torch.float64)),
-                        weight_norm_after=float(torch.linalg.vector_norm(p.detach(), dtype=torch.float64)),
+                        weight_norm_before=float(torch.linalg.vector_norm(before, dtype=wide)),
+                        weight_norm_after=float(torch.linalg.vector_norm(p.detach(), dtype=wide)),
                         examples=tuple(
                             (j, float(flat_before[j]), float(flat_after[j]), float(flat_grad[j])) for j in top
                         ),

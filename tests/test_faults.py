@@ -232,3 +232,41 @@ def test_weights_that_turn_inf_unseen_stop_the_run_before_the_step_that_did_it()
     assert [(h.watchpoint, h.step, h.layer) for h in hits] == [("nonfinite", 23, "fc1.bias")]
     assert hits[0].stopped_before and trainer.step_count == 22
     assert bool(torch.isfinite(trainer.model.fc1.bias).all())
+
+
+def test_the_vectorised_screen_misses_nothing_the_exact_check_catches():
+    """The flush screens its records with numpy first (watch_screen); the hits must be exactly those of checking
+    every record one by one, on random runs with jumps, vanishing layers and non-finite values."""
+    import random
+
+    from nktui.training.records import StepRecord
+
+    names, shapes = ("a.weight", "a.bias", "b.weight"), ((4, 4), (4,), (4, 4))
+    config = RunConfig(watch_vanishing=1e-3)
+    rng = random.Random(0)
+    for _ in range(200):
+        records, norms = [], []
+        for step in range(1, rng.randint(2, 70)):
+            loss = rng.choice([rng.uniform(0.1, 3), rng.uniform(0.1, 3), rng.uniform(20, 500), math.nan])
+            row = [rng.choice([rng.uniform(0.5, 2), rng.uniform(150, 400), 1e-9, math.inf]) for _ in names]
+            records.append(StepRecord(step, 1, loss, 0.5, 0.1))
+            norms.append(row)
+        one_by_one, screened = Watcher(config, names, shapes), Watcher(config, names, shapes)
+        expected = []
+        for record, row in zip(records, norms):
+            hits = one_by_one.check(record, row)
+            one_by_one.fired(hits)
+            one_by_one.commit(record, row)
+            expected += [(h.step, h.watchpoint, h.layer) for h in hits]
+        got, i = [], 0
+        while i < len(records):
+            j = i + screened.first_suspect(records[i:], norms[i:])
+            screened.commit_many(records[i:j], norms[i:j])
+            if j == len(records):
+                break
+            hits = screened.check(records[j], norms[j])
+            screened.fired(hits)
+            screened.commit(records[j], norms[j])
+            got += [(h.step, h.watchpoint, h.layer) for h in hits]
+            i = j + 1
+        assert got == expected

@@ -244,11 +244,18 @@ class Trainer:
         """Check records against the watchpoints in step order and publish them, each followed by its hits."""
         out: list = []
         watcher = self.watcher
-        for i, (record, grad_norms) in enumerate(zip(records, norms)):
-            hits = watcher.check(record, grad_norms)
+        i = 0
+        while i < len(records):
+            j = i + watcher.first_suspect(records[i:], norms[i:])  # (numpy, all at once: see watch_screen)
+            watcher.commit_many(records[i:j], norms[i:j])
+            out.extend(records[i:j])
+            if j == len(records):
+                break
+            record, grad_norms = records[j], norms[j]
+            hits = watcher.check(record, grad_norms)  # the exact check, from the first suspect on
             if hits and hold:
-                self._flagged = Flagged(record, hits, records[i + 1:], norms[i + 1:])
-                records = records[:i]
+                self._flagged = Flagged(record, hits, records[j + 1:], norms[j + 1:])
+                records = records[:j]
                 break
             watcher.commit(record, grad_norms)
             out.append(record)
@@ -256,6 +263,7 @@ class Trainer:
                 watcher.fired(hits)
                 out.extend(hits)
                 self.watch_hit, self.watch_hits = hits[0], hits
+            i = j + 1
         self.records.publish_many(out)
         return records
 

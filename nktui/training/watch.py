@@ -30,9 +30,7 @@ from collections.abc import Sequence
 
 from .records import StepRecord, WatchHit
 
-HISTORY = 20  # values behind each median
-MIN_HISTORY = 2  # a jump needs this many earlier values to be measured against
-NEGLIGIBLE = 1e-5  # a layer whose gradient norm is below this fraction of the model's is left out of relative checks
+from .watch_screen import HISTORY, MIN_HISTORY, NEGLIGIBLE, commit_many, first_suspect
 
 
 class Watcher:
@@ -80,6 +78,14 @@ class Watcher:
         if record.activations:
             hits += self._dead(record)
         return [h for h in hits if (h.watchpoint, h.layer) not in self._fired]
+
+    def first_suspect(self, records, norms) -> int:
+        """The first of these records the exact `check` must see (`nktui.training.watch_screen`)."""
+        return first_suspect(self, records, norms)
+
+    def commit_many(self, records, norms) -> None:
+        """`commit` in bulk for records that passed the screen."""
+        commit_many(self, records, norms)
 
     def fired(self, hits: Sequence[WatchHit]) -> None:
         """These hits were reported: each (watchpoint, layer) stays quiet until re-armed."""

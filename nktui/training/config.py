@@ -27,6 +27,7 @@ BUILTIN_MODELS = ("linear", "mlp", "cnn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 DEFAULT_STEPS = 10_000  # when neither --steps nor --epochs is given: ~10 s of the linear model on digits
+APP_DEFAULT_STEPS = 1_000_000  # the same for the app: a debugger's run is still there when you reach for the keys
 
 
 def parse_positive_float(text: object, name: str = "lr") -> float:

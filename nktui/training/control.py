@@ -62,6 +62,7 @@ class Controller:
         self._stop = False
         self._lr: float | None = None
         self._observe = False
+        self._pause_after = False  # pause once the next step is taken (pause_measured)
         self._calls: list[tuple[Callable[[Any], Any], Future]] = []
         self._pending = False  # any command waiting; read without the lock on the fast path
         self.error: BaseException | None = None
@@ -72,6 +73,17 @@ class Controller:
     # -- commands: any thread ----------------------------------------------------------------------------------
     def pause(self) -> None:
         self._command(_pause=True)
+
+    def pause_measured(self) -> None:
+        """Pause after one more step, which is measured: what the UI shows of the paused run (its gradients, its
+        step) is then all of one step. (The step before a plain pause carries no per-layer statistics.)"""
+        with self._cond:
+            if self._state is RunState.RUNNING and not self._pause:
+                self._observe = self._pause_after = True
+                self._mark()
+            else:
+                self._pause = True
+                self._mark()
 
     def resume(self) -> None:
         self._command(_pause=False)
@@ -160,6 +172,8 @@ class Controller:
                         cmd.take_step = cmd.single_step = cmd.observe = True
                 if cmd.take_step:
                     self._observe = False
+                    if self._pause_after:  # this step is the measured last one: pause after it
+                        self._pause_after, self._pause = False, True
                 self._pending = bool(self._stop or self._calls or self._step_tokens or self._observe)
                 if cmd.stop or cmd.take_step or cmd.lr is not None or cmd.calls:
                     if cmd.take_step and self._state is not RunState.RUNNING and not cmd.single_step:

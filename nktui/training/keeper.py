@@ -228,11 +228,14 @@ class RunKeeper:
     def resume_command(self) -> str:
         return resume_command(self.checkpoint, headless=self.headless)
 
-    def exit_line(self, what: str) -> str:
-        """The last line to print: what happened, what last.pt holds, and the command that resumes from it."""
+    def exit_line(self, what: str, *, further: int | None = None) -> str:
+        """The last line to print: what happened, what last.pt holds, and the command that resumes from it (with
+        `--steps further` for a run that had finished: resuming it as it was would finish at once)."""
         step = self.saved_step
         if step is None:
             return f"nktui: {what}; no checkpoint was written (run directory: {self.run_dir})"
+        if further is not None:
+            return f"nktui: {what}; {self.checkpoint} holds step {step}. Train further: {self.resume_command()} --steps {further}"
         return f"nktui: {what}; {self.checkpoint} holds step {step}. Resume: {self.resume_command()}"
 
 

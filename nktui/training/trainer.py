@@ -25,6 +25,7 @@ from torch import nn
 from .buffer import RecordBuffer
 from .checkpoint import resume_from
 from .config import RunConfig
+from .errors import ConfigError
 from .control import Controller, RunState, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
@@ -146,15 +147,24 @@ class Trainer:
 
     LIVE_SETTINGS = frozenset(
         {"watch", "watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
-         "watch_vanishing", "log_every"}
+         "watch_vanishing", "log_every", "steps"}
     )
 
     def update_live(self, **changes) -> None:
-        """Change settings that take effect between steps without rebuilding anything (the watchpoints)."""
+        """Change settings that take effect between steps without rebuilding anything: the watchpoints, the log
+        interval, the step limit (ConfigError below the step the run is at)."""
         unknown = set(changes) - self.LIVE_SETTINGS
         if unknown:
             raise ValueError(f"{', '.join(sorted(unknown))} cannot change while training: restart with the new value")
-        self.config = self.config.replace(**changes)
+        config = self.config.replace(**changes)
+        if "steps" in changes:  # a new step limit: a finished run can go on (bitwise: nothing else changes)
+            limit = config.step_limit(self.data.steps_per_epoch)
+            if changes["steps"] is not None and limit < self.step_count:
+                raise ConfigError(f"the run is at step {self.step_count} already: steps must be at least that")
+            if changes["steps"] is None and config.epochs is not None:
+                config = config.replace(epochs=None)
+            self.step_limit = limit
+        self.config = config
         self.watcher.config = self.config
 
     def forget_observed(self) -> None:
@@ -365,6 +375,8 @@ class Trainer:
                             future.set_exception(exc)
                 if cmd.stop:
                     break
+                if controller.state is RunState.FINISHED and not self.finished:  # the limit was raised: go on
+                    controller.pause()  # from paused, as after any stop: space runs, n steps
                 if not cmd.take_step:
                     continue
                 observe = cmd.observe or self.step_count == 0 or (self.step_count + 1) % log_every == 0

@@ -29,7 +29,7 @@ from nktui.ui.session import Session
 from nktui.ui.widgets.config_pane import ConfigPane, parse_field
 from nktui.ui.widgets.gradient_pane import GradientPane
 from nktui.ui.widgets.key_bar import KeyBar
-from nktui.ui.widgets.loss_plot import LossPlot
+from nktui.ui.widgets.loss_plot import PAUSED_AT_START, WAITING, LossPlot
 from nktui.ui.widgets.status_bar import StatusBar
 from nktui.ui.widgets.too_small import TooSmall
 
@@ -60,6 +60,7 @@ class NktuiApp(DebuggerKeys, App[int]):
         self.exit_line: str | None = None  # printed once the terminal is back: what last.pt holds, how to resume
         self.stop_signal: str | None = None  # the signal that ended the app
         self.closing = False
+        self._focus_before_small = None  # the focused widget when the terminal got too small, to focus again
 
     # -- layout ------------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -111,6 +112,10 @@ class NktuiApp(DebuggerKeys, App[int]):
                         title="Rewind", timeout=4)
         if changes.watch is not None:
             self.on_watchpoint(changes.watches)
+            if changes.watch.stopped_before and changes.watch.record is not None:  # the step that tripped it, as
+                self.gradient_pane.show(changes.watch.record, note="tripped it: not taken")  # retaken exactly
+                self._gradients_stale = False
+                changes.observed = False
         now = time.monotonic()
         running = session.state is RunState.RUNNING
         drew = False
@@ -169,6 +174,11 @@ class NktuiApp(DebuggerKeys, App[int]):
         session = self.session
         self.refresh_bindings()
         state = session.state
+        at_start = state is RunState.PAUSED and session.latest_step is None
+        hint = PAUSED_AT_START if at_start else WAITING
+        if self.loss_plot.empty_hint != hint:
+            self.loss_plot.empty_hint = hint
+            self.draw_plot()
         if state is RunState.FAILED:
             error = self.error_line
             note = run_lifecycle.failure_note(session)  # where the traceback is, what last.pt holds
@@ -198,8 +208,17 @@ class NktuiApp(DebuggerKeys, App[int]):
         }.get(action, True)
         return True if enabled else None  # None: shown greyed out in the footer
 
+    def on_key(self, event) -> None:
+        """A key whose binding is greyed out reaches here unhandled: say why it does nothing now."""
+        binding = keys.BY_KEY.get(event.key)
+        if binding is None or self.session is None or self.screen is not self.screen_stack[0]:
+            return
+        action = binding.action.partition("(")[0]
+        if self.check_action(action, ()) is None:
+            self.notify(self.session.disabled_reason(action), title=binding.description, timeout=3)
+
     def action_toggle_pause(self) -> None:
-        self.session.toggle_pause()
+        self.session.toggle_pause()  # (a pause measures its last step: the panes then all show that step)
         if self.error_line.has_class("watch"):
             self.error_line.display = False
             self.error_line.set_class(False, "watch")
@@ -329,7 +348,12 @@ class NktuiApp(DebuggerKeys, App[int]):
         run_lifecycle.report_checkpoint(self, changes)
 
     def on_resize(self, event) -> None:
+        was_small = self.has_class("-too-small")
+        if not was_small and self.screen_stack and self.screen is self.screen_stack[0]:
+            self._focus_before_small = self.focused  # (hiding the panes takes the focus away)
         self.query_one(TooSmall).follow_size(self, event.size.width, event.size.height)
+        if was_small and not self.has_class("-too-small"):
+            self.call_after_refresh((self._focus_before_small or self.gradient_pane).focus)
 
     # -- routing messages from the panes -----------------------------------------------------------------------
     def on_config_pane_live_submitted(self, message: ConfigPane.LiveSubmitted) -> None:

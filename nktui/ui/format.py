@@ -93,3 +93,13 @@ def byte_size(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} B"
+
+
+def index_text(flat: int, shape: tuple[int, ...]) -> str:
+    """A flat index into a tensor of `shape` as its coordinates, `3,17`: the notation `name[3,17]` everywhere
+    (the trace, the loss surface's weights, the layer detail)."""
+    coords = []
+    for size in reversed(shape or (1,)):
+        coords.append(flat % size if size else 0)
+        flat //= size if size else 1
+    return ",".join(str(c) for c in reversed(coords))

@@ -62,6 +62,7 @@ PALETTE = [  # (title in the command palette, binding id)
 ]
 
 BY_ID = {binding.id: binding for binding in BINDINGS}
+BY_KEY = {key: binding for binding in BINDINGS for key in binding.key.split(",")}
 
 HELP_EXTRA = [  # keys of the panes, for the help screen
     ("enter", "open the selected layer's detail"), ("← →", "while paused: older / newer measured steps"),

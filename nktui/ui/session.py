@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nktui.gc_policy import freeze_what_is_built
 from nktui.training import (
+    ConfigError,
     Controller,
     EvalResult,
     NktuiError,
@@ -28,6 +29,7 @@ from nktui.training import (
 )
 from nktui.training.history import RunHistory
 from nktui.training.keeper import RunKeeper
+from nktui.ui.abilities import Abilities
 from nktui.ui.changes import Changes
 
 HISTOGRAM_BINS = 16
@@ -43,7 +45,7 @@ def app_threads() -> int:
     return max(1, cores - 1)
 
 
-class Session:
+class Session(Abilities):
     def __init__(self, config: RunConfig, *, paused: bool = False, keeper: RunKeeper | None = None,
                  **trainer_kwargs) -> None:
         """`keeper`: the run directory to write (config.toml, metrics.jsonl, last.pt, nktui.log); None: no files."""
@@ -200,30 +202,11 @@ class Session:
         return f"{type(error).__name__}: {error}"
 
     # -- commands ----------------------------------------------------------------------------------------------------
-    @property
-    def can_pause(self) -> bool:
-        return self.state in (RunState.RUNNING, RunState.STARTING) and not self.controller.pause_requested
-
-    @property
-    def can_resume(self) -> bool:
-        return self.state is RunState.PAUSED or (
-            self.controller.pause_requested and self.state in (RunState.RUNNING, RunState.STARTING)
-        )
-
-    @property
-    def can_step(self) -> bool:
-        return self.state is RunState.PAUSED
-
-    @property
-    def can_steer(self) -> bool:
-        """Commands that need a live trainer (LR, evaluate)."""
-        return self.state in (RunState.RUNNING, RunState.PAUSED, RunState.FINISHED)
-
     def toggle_pause(self) -> None:
         self.watch_hit = None
         self.scrub_index = None
         if self.can_pause:
-            self.controller.pause()
+            self.controller.pause_measured()  # the last step before the pause is measured: every pane shows it
         elif self.can_resume:
             self.controller.resume()
 
@@ -239,6 +222,10 @@ class Session:
     def update_live(self, **changes) -> None:
         """Change settings that apply to the running trainer (the watchpoints): validated here (ConfigError), then
         handed to the trainer at its next step boundary. A restart keeps them."""
+        steps = changes.get("steps")
+        trainer = self.trainer
+        if steps is not None and trainer is not None and steps < trainer.step_count:
+            raise ConfigError(f"the run is at step {trainer.step_count} already: steps must be at least that")
         self.config = self.config.replace(**changes)
         self.controller.call(lambda trainer: trainer.update_live(**changes))
 
@@ -258,33 +245,8 @@ class Session:
 
         return self.controller.call(compute)
 
-    def rewind_target(self) -> int | None:
-        """Where `b` goes: to just before the scrubbed step, else one step back; None if nothing to undo."""
-        trainer = self.trainer
-        if trainer is None or trainer.step_count == 0:
-            return None
-        if self.scrub_index is not None:
-            return self.shown_record.step - 1
-        return trainer.step_count - 1
-
     def rewind_to(self, step: int):
         return self.controller.call(lambda trainer: trainer.rewind_to(step))
-
-    @property
-    def rewind_reach(self) -> tuple[int, int] | None:
-        """(oldest, newest) step a rewind can reach (`g`), or None when nothing can be undone."""
-        trainer = self.trainer
-        if trainer is None or trainer.step_count == 0 or trainer.rewinds.oldest_step is None:
-            return None
-        return trainer.rewinds.oldest_step, trainer.step_count - 1
-
-    @property
-    def rewind_memory(self) -> tuple[int, int]:
-        """(states kept, bytes) of the rewind buffer."""
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 0
-        return len(trainer.rewinds), trainer.rewinds.memory_bytes
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop at the next step boundary and wait for the thread; True if it ended in time."""
@@ -391,7 +353,8 @@ class Session:
         if self.keeper is None:
             return None
         what = f"{reason} at step {step}" + (f" ({problem})" if problem else "")
-        line = self.keeper.exit_line(what)
+        finished = trainer is not None and trainer.finished
+        line = self.keeper.exit_line(what, further=2 * trainer.step_limit if finished else None)
         self.keeper.note(line)
         if ended:
             self.keeper.release()  # the folder is free for another process (a resume) while the app stays up

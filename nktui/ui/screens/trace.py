@@ -20,7 +20,7 @@ from textual.widgets import Footer, Static
 
 from nktui.training.trace import StepTrace
 from nktui.ui.calls import when_done
-from nktui.ui.format import number, ratio_text, shape_text
+from nktui.ui.format import index_text, number, ratio_text, shape_text
 from nktui.ui.heatmap import grayscale, render, tile
 
 PHASES = ("1 forward", "2 softmax and loss", "3 backward", "4 update")
@@ -165,7 +165,7 @@ def update_view(trace: StepTrace, width: int) -> Group:
         examples.add_column(column)
     for u in trace.updates[:2]:
         for index, before, after, grad in u.examples:
-            examples.add_row(f"{u.name}[{index}]", number(before, 5), number(grad, 4), number(-trace.lr * grad, 4),
+            examples.add_row(f"{u.name}[{index_text(index, u.shape)}]", number(before, 5), number(grad, 4), number(-trace.lr * grad, 4),
                              number(after, 5))
     return Group(
         Text(f"The update: w ← w - lr·dL/dw with lr = {number(trace.lr)} ({trace.optimizer})", style="bold"),

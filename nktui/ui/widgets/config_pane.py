@@ -40,7 +40,8 @@ FIELDS = (
     Field("momentum", "moment.", "float", tooltip="SGD momentum, 0 for plain SGD"),
     Field("weight_decay", "w.decay", "float"),
     Field("batch_size", "batch", "int"),
-    Field("steps", "steps", "optional-int", tooltip="the step to stop at (empty: --epochs or the default)"),
+    Field("steps", "steps", "optional-int", live=True,
+          tooltip="the step to stop at: Enter applies it now (a finished run goes on with space); empty: the default"),
     Field("seed", "seed", "int"),
     Field("device", "device", "text", tooltip="auto, cpu, cuda, cuda:N or mps"),
     # Watchpoints (pause the run when one fires; 0 switches one off). Enter applies them now, no restart.

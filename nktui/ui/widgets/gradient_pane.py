@@ -73,10 +73,12 @@ class GradientPane(DataTable):
     def action_scrub(self, delta: int) -> None:
         self.post_message(self.Scrubbed(delta))
 
-    def show(self, record: StepRecord, *, scrubbing: bool = False) -> None:
-        """Fill the rows from one observed step (rows are created on the first call, then updated in place)."""
+    def show(self, record: StepRecord, *, scrubbing: bool = False, note: str = "") -> None:
+        """Fill the rows from one observed step (rows are created on the first call, then updated in place).
+        `note`: a word on what this step is (the step a watchpoint stopped the run before)."""
         self.shown_step = record.step
-        self.border_title = f"Gradients · step {record.step}" + (" [b reverse] history [/]" if scrubbing else "")
+        self.border_title = (f"Gradients · step {record.step}" + (" [b reverse] history [/]" if scrubbing else "")
+                             + (f" [b reverse] {note} [/]" if note else ""))
         for name, layer in record.layers.items():
             cells = {
                 "layer": fit(name, COLUMNS[0][2], keep_end=True),

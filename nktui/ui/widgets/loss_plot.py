@@ -85,6 +85,10 @@ LEGEND = "Loss [gray]▪raw[/] [cyan]▪smooth[/] [red]●val loss[/] [green]●
 NO_COLOR_LEGEND = "Loss ▪raw ▪smooth ●val loss ×val acc→"
 
 
+WAITING = "waiting for the first step"
+PAUSED_AT_START = "paused before step 1: n takes one step, t traces it, space runs"
+
+
 class LossPlot(Widget):
     """The plot, drawn by `nktui.ui.braille` for the widget's size at render time (and again after a resize)."""
 
@@ -93,6 +97,7 @@ class LossPlot(Widget):
         self.border_title = LEGEND
         self.log_scale = False
         self.drawn_version = -1
+        self.empty_hint = WAITING  # what the plot says before the first step (the app: what to press while paused)
         self.pace = pace  # told what each build costs
         self._history: RunHistory | None = None
         self._cursor: int | None = None
@@ -149,7 +154,7 @@ class LossPlot(Widget):
         return chart(
             width, height, series, x_axis=x_axis, y_axis=fit_axis(values, log),
             right_axis=Axis(0.0, 1.0) if acc else None, x_ticks=ticks, x_title="step", cursor=self._cursor,
-            cursor_style=CURSOR, title="" if raw or val else "waiting for the first step", label_style=LABEL,
+            cursor_style=CURSOR, title="" if raw or val else self.empty_hint, label_style=LABEL,
             frame_style=FRAME,
         )
 

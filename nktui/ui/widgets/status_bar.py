@@ -58,10 +58,10 @@ def parts(session) -> list[tuple[str, str, int]]:
     state = session.state
     out = [(f" {state.value} ", STATE_STYLES[state], 9)]
     trainer = session.trainer
-    count = trainer.step_count if trainer is not None else 0
+    step = session.latest_step  # one source for the step and its numbers: the newest record this poll brought
+    count = step.step if step is not None else (trainer.step_count if trainer is not None else 0)
     limit = session.step_limit
     out.append((f"step {count}" + (f"/{limit}" if limit else ""), "", 9))
-    step = session.latest_step
     if step is not None:
         out.append((f"epoch {step.epoch}", "", 4))
     out.append((f"lr {lr_text(session.lr)}", "cyan", 9))

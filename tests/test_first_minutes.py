@@ -1,0 +1,127 @@
+"""What a new user meets in the first minutes, key by key: a greyed key says why, a finished run goes on, the focus
+survives a too-small terminal, every pane shows the same step, a paused start says what to press, a device that is
+not there is one line before the screen opens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from textual.widgets import Input
+
+from nktui import cli
+from nktui.training import RunConfig, RunState, Trainer
+from nktui.ui.app import NktuiApp
+from nktui.ui.format import index_text
+from nktui.ui.widgets.loss_plot import PAUSED_AT_START
+from pilot_support import record_notifications, started, until
+
+SIZE = (100, 30)
+
+
+@pytest.fixture
+def apps():
+    made: list[NktuiApp] = []
+    yield made
+    for app in made:
+        if app.session is not None:
+            app.session.stop(5.0)
+
+
+def make(apps, **overrides) -> NktuiApp:
+    paused = overrides.pop("paused", True)
+    app = NktuiApp(RunConfig(**{"device": "cpu", "seed": 0, "steps": 10**6, **overrides}), paused=paused)
+    apps.append(app)
+    return app
+
+
+async def test_a_greyed_key_says_why_when_pressed(apps):
+    app = make(apps, paused=False)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, RunState.RUNNING)
+        await pilot.press("n")
+        await until(pilot, lambda: any("while paused" in m for m, _ in seen), "the reason")
+        assert app.session.state is RunState.RUNNING
+
+
+async def test_a_finished_run_goes_on_when_its_steps_are_raised_bitwise(apps):
+    app = make(apps, paused=False, steps=30, eval_every=0)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session.state is RunState.FINISHED, "the end", 60)
+        await pilot.press("space")  # greyed: it says how to go on
+        await until(pilot, lambda: any("raise steps" in m for m, _ in seen), "the reason")
+        field = app.query_one("#f-steps", Input)
+        field.focus()
+        field.value = "60"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the extended run to pause", 30)
+        await pilot.press("escape", "space")
+        await until(pilot, lambda: app.session.state is RunState.FINISHED and app.session.trainer.step_count == 60,
+                    "step 60", 60)
+        ours = [t.clone() for t in app.session.trainer.model.state_dict().values()]
+    straight = Trainer(RunConfig(device="cpu", seed=0, steps=60, eval_every=0))
+    for _ in range(60):
+        straight._train_step(observe=False)
+    assert all(torch.equal(a, b) for a, b in zip(ours, straight.model.state_dict().values(), strict=True))
+
+
+async def test_the_focus_comes_back_after_a_too_small_terminal(apps):
+    app = make(apps)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        for _ in range(3):
+            await pilot.press("n")
+            await pilot.pause(0.2)
+        await until(pilot, lambda: len(app.session.observed) == 3, "three steps")
+        assert app.focused is app.gradient_pane
+        await pilot.resize_terminal(40, 10)
+        await pilot.pause(0.3)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        assert app.focused is app.gradient_pane
+        await pilot.press("left")  # scrubbing works without a Tab first
+        await until(pilot, lambda: app.session.scrub_index is not None, "the scrub")
+
+
+def shown_steps(app) -> tuple[int | None, int]:
+    status = app.status_bar.text.split("step ")[1].split("/")[0]
+    return app.gradient_pane.shown_step, int(status)
+
+
+async def test_the_status_line_and_the_gradient_pane_show_the_same_step(apps):
+    app = make(apps, paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, RunState.RUNNING)
+        await until(pilot, lambda: app.session.trainer.step_count > 200, "some training", 60)
+        await pilot.press("space")
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
+        await until(pilot, lambda: shown_steps(app)[0] == shown_steps(app)[1], "the same step after a pause", 10)
+        assert shown_steps(app)[1] == app.session.trainer.step_count
+        target = app.session.trainer.step_count + 1
+        await pilot.press("n")
+        await until(pilot, lambda: shown_steps(app) == (target, target), "the same step after n", 10)
+
+
+async def test_a_paused_start_says_what_to_press(apps):
+    app = make(apps)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await until(pilot, lambda: app.loss_plot.empty_hint == PAUSED_AT_START, "the hint")
+        await pilot.pause(0.3)  # (its next frame)
+        assert "n takes one step" in "".join(s.text for s in app.loss_plot._lines)
+
+
+def test_a_device_that_is_not_there_is_one_line_before_the_screen_opens(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("nktui.ui.app.NktuiApp.run", lambda self: pytest.fail("the app started"))
+    code = cli.main(["--device", "cuda"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no CUDA GPU" in err and "Traceback" not in err
+
+
+def test_one_index_notation_everywhere():
+    assert index_text(426, (10, 64)) == "6,42"
+    assert index_text(5, (10,)) == "5"
+    assert index_text(0, ()) == "0"
+    assert index_text(3 * 9 + 2 * 3 + 1, (2, 3, 3, 3)) == "1,0,2,1"

@@ -1,4 +1,5 @@
-"""Formatting numbers and small charts as text for the UI: short floats, sparklines, the update:weight band.
+"""Formatting numbers and small charts as text for the UI: short floats (and zero at a tensor's scale), sparklines,
+the update:weight band.
 
 Pure functions on plain Python values; nothing here knows about Textual widgets or torch tensors.
 """
@@ -30,6 +31,20 @@ def number(value: float | None, digits: int = 3) -> str:
         # significant digits, below 1 too: 0.0024 with 2 digits is "0.0024", not "0" (a healthy upd/w ratio)
         return f"{value:.{digits}g}"
     return f"{value:.{max(digits - 1, 0)}e}"
+
+
+# A value this small against the scale of the numbers it came from is zero up to float rounding: the mean of a
+# softmax layer's gradient, whose terms cancel exactly, comes out as 1e-10 on one CPU and 1.4e-10 on another.
+ROUNDING = 1e-6
+
+
+def number_at_scale(value: float | None, scale: float | None, digits: int = 3) -> str:
+    """`number(value)`, but "0" when |value| <= ROUNDING x |scale|: zero up to rounding at the scale of the tensor
+    it summarises (its abs max or RMS), so the text does not depend on the last bits of a float."""
+    if (value is not None and scale is not None and math.isfinite(value) and math.isfinite(scale)
+            and abs(value) <= ROUNDING * abs(scale)):
+        return "0"
+    return number(value, digits)
 
 
 def lr_text(lr: float) -> str:

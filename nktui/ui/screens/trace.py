@@ -20,7 +20,7 @@ from textual.widgets import Footer, Static
 
 from nktui.training.trace import StepTrace
 from nktui.ui.calls import when_done
-from nktui.ui.format import number, ratio_text, shape_text
+from nktui.ui.format import number, number_at_scale, ratio_text, shape_text
 from nktui.ui.heatmap import grayscale, render, tile
 
 PHASES = ("1 forward", "2 softmax and loss", "3 backward", "4 update")
@@ -94,7 +94,8 @@ def forward_view(trace: StepTrace, width: int) -> Group:
         table.add_column(column)
     for layer in trace.forward:
         dead = "" if layer.dead_fraction is None else f"{layer.dead_fraction:.0%}"
-        table.add_row(layer.name, layer.kind, shape_text(layer.shape), number(layer.mean), number(layer.std), dead)
+        mean = number_at_scale(layer.mean, math.hypot(layer.mean, layer.std))  # against the RMS: 0 after a norm layer
+        table.add_row(layer.name, layer.kind, shape_text(layer.shape), mean, number(layer.std), dead)
     return Group(
         Text(f"The batch: {trace.batch_size} images, in one forward pass through every layer.", style="bold"),
         Text(f"Sample {trace.sample_index} of the batch (label {label}), as the model sees it:"),

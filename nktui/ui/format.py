@@ -10,6 +10,8 @@ import math
 
 from rich.text import Text
 
+from nktui.ui import charset
+
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 
 # The usual healthy band for update_norm / weight_norm per step (Karpathy's rule of thumb: ~1e-3).
@@ -65,15 +67,17 @@ def rate(samples_per_sec: float | None) -> str:
 
 
 def sparkline(counts: tuple[int, ...] | list[int], width: int | None = None) -> str:
-    """Bars for a histogram, scaled to its largest bin; a bin with any count shows at least the lowest bar."""
+    """Bars for a histogram, scaled to its largest bin; a bin with any count shows at least the lowest bar. (In
+    ASCII mode, `charset.ASCII_SPARK`'s levels.)"""
     values = list(counts)
     if width is not None and width < len(values):
         values = _rebin(values, width)
     top = max(values, default=0)
     if top <= 0:
         return " " * len(values)
-    levels = len(SPARK_CHARS) - 1
-    return "".join(SPARK_CHARS[max(1, round(v / top * levels)) if v else 0] for v in values)
+    chars = charset.ASCII_SPARK if charset.ascii_mode() else SPARK_CHARS
+    levels = len(chars) - 1
+    return "".join(chars[max(1, round(v / top * levels)) if v else 0] for v in values)
 
 
 def _rebin(values: list[int], width: int) -> list[int]:

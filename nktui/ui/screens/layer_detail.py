@@ -26,6 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from nktui.training.records import LayerStats
+from nktui.ui import charset
 from nktui.ui.calls import when_done
 from nktui.ui.format import number, number_at_scale, ratio_text, shape_text
 from nktui.ui.heatmap import abs_max, diverging, render, scale_legend, tile
@@ -236,7 +237,7 @@ def histogram_text(layer: LayerStats) -> Text:
     top = max(hist.counts) or 1
     edges = hist.edges()
     for i, count in enumerate(hist.counts):
-        bar = "█" * round(count / top * 30)
+        bar = charset.text("█") * round(count / top * 30)
         text.append(f"{_edge(edges[i], layer.grad_absmax):>10} .. {_edge(edges[i + 1], layer.grad_absmax):<10} ",
                     style="dim")
         text.append(bar, style="cyan")

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from nktui.training.trace import StepTrace
+from nktui.ui import charset
 from nktui.ui.calls import when_done
 from nktui.ui.format import number, number_at_scale, ratio_text, shape_text
 from nktui.ui.heatmap import grayscale, render, tile
@@ -187,8 +188,8 @@ def bar_text(value: float, top: float) -> str:
     if math.isnan(value) or top <= 0 and not math.isinf(value):
         return ""
     if math.isinf(value) or value >= top:
-        return "█" * BAR_WIDTH
-    return "█" * max(1, round(value / top * BAR_WIDTH)) if value > 0 else ""
+        return charset.text("█") * BAR_WIDTH
+    return charset.text("█") * max(1, round(value / top * BAR_WIDTH)) if value > 0 else ""
 
 
 def magnitude_note(value: float) -> str:

@@ -19,6 +19,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # An error in the interface fails the test that caused it (the app's error boundary lets it through); the boundary's
 # own test switches this off.
 os.environ["NKTUI_RAISE"] = "1"
+# Unicode whatever this machine's locale and TERM (a CI's TERM=dumb would draw the snapshots in ASCII); the ASCII
+# tests force it themselves (tests/test_terminals.py).
+os.environ["NKTUI_ASCII"] = "0"
 
 
 def pytest_configure(config: pytest.Config) -> None:

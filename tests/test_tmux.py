@@ -156,3 +156,25 @@ def test_nktui_in_a_real_terminal(tmux, tmp_path):
     screen = tmux.screen()
     assert "Traceback" not in screen
     assert "Gradients" not in screen  # the alternate screen is gone: the terminal is the shell's again
+
+
+@pytest.mark.parametrize("env", [("LC_ALL=C", "TERM=xterm-256color"), ("LANG=en_US.UTF-8", "TERM=vt100")],
+                         ids=["LC_ALL=C", "TERM=vt100"])
+def test_a_terminal_without_unicode_gets_only_ascii(tmux, tmp_path, env):
+    command = nktui_command() + ["--paused", "--device", "cpu", "--seed", "0", "--steps", "1000000"]
+    # (in the command: tmux sets TERM for the pane itself)
+    settings = ["-u", "LC_ALL", "-u", "LC_CTYPE", "-u", "LANG", "-u", "NKTUI_ASCII", *env]
+    shell = f"env {shlex.join(settings)} {shlex.join(command)}; echo nktui-exit=$?; sleep 60"
+    tmux.run("new-session", "-d", "-s", tmux.session, "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(tmp_path),
+             shell)  # fmt: skip
+    tmux.wait_for(r"\bpaused\b.*\bstep 0/1000000\b", "the app to open paused at step 0", START_DEADLINE)
+    for step in (1, 2, 3):
+        tmux.keys("n")
+        tmux.wait_for(rf"\bpaused\b.*\bstep {step}/1000000\b", f"step {step}")
+    tmux.wait_for(r"Gradients - step 3", "the gradient pane in ASCII")
+    time.sleep(0.5)
+    screen = tmux.screen()
+    assert screen.isascii(), f"{sorted(set(c for c in screen if not c.isascii()))} on screen:\n{screen}"
+    assert "+- Config" in screen and "|grad|" in screen and "+----" in screen  # boxes, labels, the plot's frame
+    tmux.keys("q")
+    tmux.wait_for(r"nktui-exit=0\b", "the app to quit with exit code 0")

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from nktui.training import ConfigError, RunConfig, RunState
-from nktui.ui import error_boundary, keys, run_lifecycle
+from nktui.ui import ascii_terminal, charset, error_boundary, keys, run_lifecycle
 from nktui.ui.debugger_keys import DebuggerKeys
 from nktui.ui.format import byte_size, lr_text, number
 from nktui.ui.pacing import RedrawPace
@@ -50,7 +50,9 @@ class NktuiApp(DebuggerKeys, App[int]):
                  handle_signals: bool = False, **trainer_kwargs) -> None:
         """`run_dir`: where the run's files go (None: no files); `resume`: a nktui.resume.ResumePlan to go on
         from; `handle_signals`: SIGINT/SIGTERM/SIGHUP save and exit (see nktui.ui.run_lifecycle)."""
+        charset.decide()  # Unicode or ASCII, once (nktui.ui.charset); before the driver is chosen
         super().__init__()
+        ascii_terminal.apply(self)
         self.config = config
         self.start_paused = paused
         self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
@@ -61,6 +63,9 @@ class NktuiApp(DebuggerKeys, App[int]):
         self.stop_signal: str | None = None  # the signal that ended the app
         self.closing = False
         self._focus_before_small = None  # the focused widget when the terminal got too small, to focus again
+
+    def get_driver_class(self):
+        return ascii_terminal.driver_class(super().get_driver_class())
 
     # -- layout ------------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -153,7 +158,7 @@ class NktuiApp(DebuggerKeys, App[int]):
         reach = self.session.rewind_reach
         back = f" back to step {reach[0]}" if reach else ""
         kept = f"{states} state" + ("" if states == 1 else "s")
-        self.gradient_pane.border_subtitle = f"←→ history · b g{back} ({kept}, {byte_size(size)})"
+        self.gradient_pane.border_subtitle = charset.text(f"←→ history · b g{back} ({kept}, {byte_size(size)})")
 
     def on_watchpoint(self, hits) -> None:
         line, toast = keys.watch_notice(hits, self.session.trainer.step_count)

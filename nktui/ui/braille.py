@@ -8,6 +8,9 @@ A cell holds 2x4 braille dots, so a WxH plot area is a 2W x 4H dot grid. Lines j
 a cell takes the colour of the last series that touched it. `Marks` (a character a point, e.g. `•`) draw over
 the dots. The chart around the area: y labels on the left (and on the right for a second axis), a frame with
 ticks, x labels under it and an axis title.
+
+In ASCII mode (`nktui.ui.charset`) a cell with dots is one character by where its dots are: `'` at the top, `-` in
+the middle, `.` at the bottom, `|` for a line that crosses the cell upwards; the frame is `+`, `-` and `|`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,29 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from rich.style import Style
 
+from nktui.ui import charset
+
 # Braille dot bits, by (column 0-1, row 0-3) within a cell (Unicode's numbering: dots 1-8).
 _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 BRAILLE_BLANK = 0x2800
+
+
+def _ascii_cell(mask: int) -> str:
+    """The ASCII character for a cell's dot mask: by the rows its dots are in (0 at the top)."""
+    rows = [r for r in range(4) if mask & (_DOT[0][r] | _DOT[1][r])]
+    if not rows:
+        return " "
+    low, high = min(rows), max(rows)
+    if high - low >= 2:
+        return "|"
+    centre = (low + high) / 2
+    return "'" if centre < 1 else "-" if centre <= 2 else "."
+
+
+ASCII_CELLS = tuple(_ascii_cell(mask) for mask in range(256))
+# The frame: corners, sides, a tick on the left axis, on the right one, on the x axis.
+UNICODE_FRAME = ("┌", "┐", "└", "┘", "─", "│", "┤", "├", "┬")
+ASCII_FRAME = ("+", "+", "+", "+", "-", "|", "+", "+", "+")
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,7 @@ class Canvas:
     def rows(self) -> list[list[Segment]]:
         """A segment a drawn cell, one for each run of blank cells. (Not one per run of same-styled dots: an SVG
         screenshot, rendered with a fallback font for braille, then lets a long run drift out of its columns.)"""
+        ascii_cells = ASCII_CELLS if charset.ascii_mode() else None
         out = []
         for row in range(self.height):
             segments, blanks = [], 0
@@ -101,8 +125,12 @@ class Canvas:
                 if blanks:
                     segments.append(Segment(" " * blanks))
                     blanks = 0
-                segments.append(Segment(*mark) if mark is not None
-                                else Segment(chr(BRAILLE_BLANK + masks[col]), styles[col]))
+                if mark is not None:
+                    segments.append(Segment(*mark))
+                elif ascii_cells is not None:
+                    segments.append(Segment(ascii_cells[masks[col]], styles[col]))
+                else:
+                    segments.append(Segment(chr(BRAILLE_BLANK + masks[col]), styles[col]))
             if blanks:
                 segments.append(Segment(" " * blanks))
             out.append(segments)
@@ -182,26 +210,29 @@ def chart(
     def gap(n: int) -> Segment:
         return Segment(" " * n)
 
-    lines: list[list[Segment]] = [[gap(left_w), Segment("┌" + "─" * inner + "┐", frame_style), gap(right_w)]]
+    top_left, top_right, bottom_left, bottom_right, across, side, left_tick, right_tick, x_tick = (
+        ASCII_FRAME if charset.ascii_mode() else UNICODE_FRAME)
+    lines: list[list[Segment]] = [[gap(left_w), Segment(top_left + across * inner + top_right, frame_style),
+                                   gap(right_w)]]
     for r in range(y_rows):
-        line = [Segment(left.get(r, "").rjust(left_w), label_style), Segment("┤" if r in left else "│", frame_style)]
+        line = [Segment(left.get(r, "").rjust(left_w), label_style), Segment(left_tick if r in left else side, frame_style)]
         line += body[r]
-        line.append(Segment("├" if r in right else "│", frame_style))
+        line.append(Segment(right_tick if r in right else side, frame_style))
         line.append(Segment(right.get(r, "").ljust(right_w), label_style))
         lines.append(line)
-    bottom = ["─"] * inner
+    bottom = [across] * inner
     placed: list[tuple[int, str]] = []  # (column, text) of the x labels, left to right, never overlapping
     for t in sorted(x_ticks):
         f = x_axis.fraction(t)
         if not 0 <= f <= 1:
             continue
         column = round(f * (inner - 1))
-        bottom[column] = "┬"
+        bottom[column] = x_tick
         text = str(int(t)) if float(t).is_integer() else f"{t:.3g}"
         start = min(max(column - len(text) // 2, 0), max(inner - len(text), 0))
         if not placed or start > placed[-1][0] + len(placed[-1][1]):
             placed.append((start, text))
-    lines.append([gap(left_w), Segment("└" + "".join(bottom) + "┘", frame_style), gap(right_w)])
+    lines.append([gap(left_w), Segment(bottom_left + "".join(bottom) + bottom_right, frame_style), gap(right_w)])
     labels, at = [gap(left_w + 1)], 0
     for start, text in placed:
         labels += [gap(start - at), Segment(text, label_style)]

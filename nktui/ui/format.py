@@ -1,4 +1,5 @@
-"""Formatting numbers and small charts as text for the UI: short floats, sparklines, the update:weight band.
+"""Formatting numbers and small charts as text for the UI: short floats (and zero at a tensor's scale), sparklines,
+the update:weight band.
 
 Pure functions on plain Python values; nothing here knows about Textual widgets or torch tensors.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import math
 
 from rich.text import Text
+
+from nktui.ui import charset
 
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 
@@ -32,6 +35,20 @@ def number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{max(digits - 1, 0)}e}"
 
 
+# A value this small against the scale of the numbers it came from is zero up to float rounding: the mean of a
+# softmax layer's gradient, whose terms cancel exactly, comes out as 1e-10 on one CPU and 1.4e-10 on another.
+ROUNDING = 1e-6
+
+
+def number_at_scale(value: float | None, scale: float | None, digits: int = 3) -> str:
+    """`number(value)`, but "0" when |value| <= ROUNDING x |scale|: zero up to rounding at the scale of the tensor
+    it summarises (its abs max or RMS), so the text does not depend on the last bits of a float."""
+    if (value is not None and scale is not None and math.isfinite(value) and math.isfinite(scale)
+            and abs(value) <= ROUNDING * abs(scale)):
+        return "0"
+    return number(value, digits)
+
+
 def lr_text(lr: float) -> str:
     """A learning rate as the user would type it: 0.1, 0.05, 1e-03 -> 0.001, 3e-05."""
     return f"{lr:g}"
@@ -50,15 +67,17 @@ def rate(samples_per_sec: float | None) -> str:
 
 
 def sparkline(counts: tuple[int, ...] | list[int], width: int | None = None) -> str:
-    """Bars for a histogram, scaled to its largest bin; a bin with any count shows at least the lowest bar."""
+    """Bars for a histogram, scaled to its largest bin; a bin with any count shows at least the lowest bar. (In
+    ASCII mode, `charset.ASCII_SPARK`'s levels.)"""
     values = list(counts)
     if width is not None and width < len(values):
         values = _rebin(values, width)
     top = max(values, default=0)
     if top <= 0:
         return " " * len(values)
-    levels = len(SPARK_CHARS) - 1
-    return "".join(SPARK_CHARS[max(1, round(v / top * levels)) if v else 0] for v in values)
+    chars = charset.ASCII_SPARK if charset.ascii_mode() else SPARK_CHARS
+    levels = len(chars) - 1
+    return "".join(chars[max(1, round(v / top * levels)) if v else 0] for v in values)
 
 
 def _rebin(values: list[int], width: int) -> list[int]:

@@ -5,6 +5,9 @@ terminal with 256 colours (Rich reduces true colour to what the terminal has) sh
 ceil(R/2) lines of C characters. `diverging` maps signed values (weights, gradients): blue below 0, red above,
 dark at 0, with a symmetric scale; `grayscale` maps images. `image` draws a picture of 1 channel (grayscale) or 3
 (RGB, as CIFAR's), optionally enlarged, from channels x height x width values.
+
+In ASCII mode (`nktui.ui.charset`) there is no half block: each cell is a space on the mean of its two pixels'
+colours (half the resolution down, the same size on screen).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable, Sequence
 from rich.color import Color
 from rich.style import Style
 from rich.text import Text
+
+from nktui.ui import charset
 
 Grid = Sequence[Sequence[float]]
 RGB = tuple[int, int, int]
@@ -59,6 +64,8 @@ def abs_max(*grids: Grid | None) -> float:
 
 def render(grid: Grid, colour: Callable[[float], RGB]) -> list[Text]:
     """Lines of half blocks for a grid of values (an odd last row is drawn over the background)."""
+    if charset.ascii_mode():
+        return _render_ascii(grid, colour)
     lines = []
     styles: dict[tuple[RGB, RGB | None], Style] = {}
     for top_index in range(0, len(grid), 2):
@@ -73,6 +80,20 @@ def render(grid: Grid, colour: Callable[[float], RGB]) -> list[Text]:
                 style = Style(color=Color.from_rgb(*fg), bgcolor=Color.from_rgb(*bg) if bg else None)
                 styles[key] = style
             line.append("▀", style=style)
+        lines.append(line)
+    return lines
+
+
+def _render_ascii(grid: Grid, colour: Callable[[float], RGB]) -> list[Text]:
+    """A space on the mean colour of each pair of rows (ASCII mode)."""
+    lines = []
+    for top_index in range(0, len(grid), 2):
+        pair = grid[top_index : top_index + 2]
+        line = Text()
+        for i in range(len(pair[0])):
+            rgbs = [colour(row[i]) for row in pair]
+            mean = tuple(round(sum(c[k] for c in rgbs) / len(rgbs)) for k in range(3))
+            line.append(" ", style=Style(bgcolor=Color.from_rgb(*mean)))
         lines.append(line)
     return lines
 
@@ -107,11 +128,12 @@ def tile(pictures: Sequence[Sequence[Text]], labels: Sequence[str], width: int, 
 
 def scale_legend(scale: float) -> Text:
     text = Text("scale: ")
-    text.append("██", style=Style(color=Color.from_rgb(*NEGATIVE)))
+    swatch = charset.text("██")
+    text.append(swatch, style=Style(color=Color.from_rgb(*NEGATIVE)))
     text.append(f" -{scale:.3g}  ")
-    text.append("██", style=Style(color=Color.from_rgb(*NEUTRAL)))
+    text.append(swatch, style=Style(color=Color.from_rgb(*NEUTRAL)))
     text.append(" 0  ")
-    text.append("██", style=Style(color=Color.from_rgb(*POSITIVE)))
+    text.append(swatch, style=Style(color=Color.from_rgb(*POSITIVE)))
     text.append(f" +{scale:.3g}")
     return text
 

@@ -11,6 +11,8 @@ instead (`heatmap.render` draws them in colour everywhere else):
     (space)    within an eighth of the scale of 0
     !          nan or inf
 
+In ASCII mode (`nktui.ui.charset`) the glyphs are `+ * # @` for positive values and `- ~ = %` for negative ones.
+
 Characters are about twice as tall as wide, so small pictures (8x8 templates, 3x3 kernels) draw each value twice
 side by side (`repeat=2`) to stay roughly square.
 
@@ -28,6 +30,8 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
+from nktui.ui import charset
+
 Grid = Sequence[Sequence[float]]
 
 POSITIVE = "░▒▓█"
@@ -44,7 +48,13 @@ def glyph(value: float, scale: float) -> str:
     if abs(t) < 0.125:
         return ZERO
     level = min(3, int(abs(t) * 4 - 0.5))  # 0.125..0.375 -> 0, .. 0.625 -> 1, .. 0.875 -> 2, above -> 3
-    return (POSITIVE if t > 0 else NEGATIVE)[max(level, 0)]
+    positive, negative = glyph_sets()
+    return (positive if t > 0 else negative)[max(level, 0)]
+
+
+def glyph_sets() -> tuple[str, str]:
+    """(positive, negative) glyphs from small to large: blocks and dashes, or ASCII."""
+    return (charset.ASCII_POSITIVE, charset.ASCII_NEGATIVE) if charset.ascii_mode() else (POSITIVE, NEGATIVE)
 
 
 def shade_lines(grid: Grid, scale: float, repeat: int = 1) -> list[Text]:
@@ -58,7 +68,8 @@ def shade_text(grid: Grid, scale: float, repeat: int = 1) -> Text:
 
 def shade_legend(scale: float) -> Text:
     """`scale: ≡ = - · -0.5  (blank) 0  ░ ▒ ▓ █ +0.5`: the glyphs from the most negative to the most positive"""
-    return Text(f"scale: {' '.join(reversed(NEGATIVE))} -{scale:.3g}  (blank) 0  {' '.join(POSITIVE)} +{scale:.3g}"
+    positive, negative = glyph_sets()
+    return Text(f"scale: {' '.join(reversed(negative))} -{scale:.3g}  (blank) 0  {' '.join(positive)} +{scale:.3g}"
                 f"  ({NONFINITE} nan/inf)")
 
 
@@ -91,6 +102,6 @@ def few_colours_legend(scale: float) -> Text:
     half = scale / 2
     labels = (f"below -{half:.2g}", "negative", "about 0", "positive", f"above +{half:.2g}")
     for (_, rgb), label in zip(FEW_COLOURS, labels):
-        text.append("██", style=Style(color=Color.from_rgb(*rgb)))
+        text.append(charset.text("██"), style=Style(color=Color.from_rgb(*rgb)))
         text.append(f" {label}  ")
     return text

@@ -11,6 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from nktui.ui import charset
+
 # Two paragraphs without hard line breaks: the help box is narrower than 110 columns, and the text wraps to it.
 ABOUT = (
     "[b]nktui[/b]: a debugger for gradient descent. Pause, take one backprop step at a time, look at every layer's "
@@ -35,9 +37,9 @@ class HelpScreen(ModalScreen[None]):
         keys.add_column(justify="right", style="bold", no_wrap=True)
         keys.add_column()
         for key, description in self.keys:
-            keys.add_row(Text(key), Text(description))  # Text, not markup: `[` is a key here
+            keys.add_row(Text(charset.text(key)), Text(charset.text(description)))  # Text, not markup: `[` is a key here
         with VerticalScroll(id="help"):
-            yield Static(ABOUT)
+            yield Static(charset.text(ABOUT))
             yield Static("[b]Keys[/b]")
             yield Static(Padding(keys, (0, 0, 0, 2)))
             yield Static("\n[dim]Esc, ? or q closes this help[/dim]")

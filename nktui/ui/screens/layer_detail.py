@@ -26,8 +26,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from nktui.training.records import LayerStats
+from nktui.ui import charset
 from nktui.ui.calls import when_done
-from nktui.ui.format import number, ratio_text, shape_text
+from nktui.ui.format import number, number_at_scale, ratio_text, shape_text
 from nktui.ui.heatmap import abs_max, diverging, render, scale_legend, tile
 from nktui.ui.shades import few_colours, few_colours_legend, shade_legend, shade_lines
 
@@ -98,18 +99,7 @@ class LayerDetailScreen(ModalScreen[None]):
         if layer is None:
             stats.update("[dim]no observed step yet[/dim]")
             return
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="dim")
-        table.add_column()
-        table.add_column(style="dim")
-        table.add_column()
-        table.add_row("shape", shape_text(layer.shape), "step", str(record.step))
-        table.add_row("‖grad‖", number(layer.grad_norm, 4), "‖W‖ before", number(layer.weight_norm, 4))
-        table.add_row("grad mean", number(layer.grad_mean, 3), "‖update‖", number(layer.update_norm, 4))
-        table.add_row("grad std", number(layer.grad_std, 3), "update/‖W‖", ratio_text(layer.update_ratio))
-        table.add_row("grad |max|", number(layer.grad_absmax, 3), "non-finite", str(layer.nonfinite))
-        table.add_row("lr", number(record.lr), "update/(lr‖grad‖)", number(layer.update_norm / (record.lr * layer.grad_norm) if layer.grad_norm else None, 3))
-        stats.update(table)
+        stats.update(stats_table(layer, record.step, record.lr))
         self.query_one("#detail-histogram", Static).update(histogram_text(layer))
 
     def show_maps(self) -> None:
@@ -219,6 +209,25 @@ def _enlarge(grid, zoom: int):
     return [[v for v in row for _ in range(zoom)] for row in grid for _ in range(zoom)]
 
 
+def stats_table(layer: LayerStats, step: int, lr: float) -> Table:
+    """The layer's numbers at one step. The gradient's mean is shown against its abs max (`number_at_scale`): a
+    mean that is 0 up to rounding (a softmax layer's, whose terms cancel) reads 0 on every CPU."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_column(style="dim")
+    table.add_column()
+    per_lr_grad = layer.update_norm / (lr * layer.grad_norm) if layer.grad_norm else None
+    table.add_row("shape", shape_text(layer.shape), "step", str(step))
+    table.add_row("‖grad‖", number(layer.grad_norm, 4), "‖W‖ before", number(layer.weight_norm, 4))
+    table.add_row("grad mean", number_at_scale(layer.grad_mean, layer.grad_absmax), "‖update‖",
+                  number(layer.update_norm, 4))
+    table.add_row("grad std", number(layer.grad_std, 3), "update/‖W‖", ratio_text(layer.update_ratio))
+    table.add_row("grad |max|", number(layer.grad_absmax, 3), "non-finite", str(layer.nonfinite))
+    table.add_row("lr", number(lr), "update/(lr‖grad‖)", number(per_lr_grad, 3))
+    return table
+
+
 def histogram_text(layer: LayerStats) -> Text:
     text = Text("Gradient values\n", style="bold")
     hist = layer.histogram
@@ -228,11 +237,17 @@ def histogram_text(layer: LayerStats) -> Text:
     top = max(hist.counts) or 1
     edges = hist.edges()
     for i, count in enumerate(hist.counts):
-        bar = "█" * round(count / top * 30)
-        text.append(f"{edges[i]:>10.3g} .. {edges[i + 1]:<10.3g} ", style="dim")
+        bar = charset.text("█") * round(count / top * 30)
+        text.append(f"{_edge(edges[i], layer.grad_absmax):>10} .. {_edge(edges[i + 1], layer.grad_absmax):<10} ",
+                    style="dim")
         text.append(bar, style="cyan")
         text.append(f" {count}\n")
     return text
+
+
+def _edge(value: float, scale: float) -> str:
+    """A bin edge in 3 digits; one within rounding of 0 (lo + i x width, landing on 0) is 0."""
+    return "0" if number_at_scale(value, scale) == "0" else f"{value:.3g}"
 
 
 def _row_labels(session, rows: int, count: int) -> list[str]:

@@ -19,8 +19,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from nktui.training.trace import StepTrace
+from nktui.ui import charset
 from nktui.ui.calls import when_done
-from nktui.ui.format import index_text, number, ratio_text, shape_text
+from nktui.ui.format import index_text, number, number_at_scale, ratio_text, shape_text
 from nktui.ui.heatmap import grayscale, render, tile
 
 PHASES = ("1 forward", "2 softmax and loss", "3 backward", "4 update")
@@ -94,7 +95,8 @@ def forward_view(trace: StepTrace, width: int) -> Group:
         table.add_column(column)
     for layer in trace.forward:
         dead = "" if layer.dead_fraction is None else f"{layer.dead_fraction:.0%}"
-        table.add_row(layer.name, layer.kind, shape_text(layer.shape), number(layer.mean), number(layer.std), dead)
+        mean = number_at_scale(layer.mean, math.hypot(layer.mean, layer.std))  # against the RMS: 0 after a norm layer
+        table.add_row(layer.name, layer.kind, shape_text(layer.shape), mean, number(layer.std), dead)
     return Group(
         Text(f"The batch: {trace.batch_size} images, in one forward pass through every layer.", style="bold"),
         Text(f"Sample {trace.sample_index} of the batch (label {label}), as the model sees it:"),
@@ -186,8 +188,8 @@ def bar_text(value: float, top: float) -> str:
     if math.isnan(value) or top <= 0 and not math.isinf(value):
         return ""
     if math.isinf(value) or value >= top:
-        return "█" * BAR_WIDTH
-    return "█" * max(1, round(value / top * BAR_WIDTH)) if value > 0 else ""
+        return charset.text("█") * BAR_WIDTH
+    return charset.text("█") * max(1, round(value / top * BAR_WIDTH)) if value > 0 else ""
 
 
 def magnitude_note(value: float) -> str:

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 
 from nktui.training import ConfigError, RunConfig
+from nktui.ui import charset
 from nktui.training.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
 from nktui.ui.format import lr_text
 from nktui.ui.widgets.typed_input import TypedInput
@@ -89,7 +90,7 @@ class ConfigPane(VerticalScroll, can_focus=False):
     def compose(self) -> ComposeResult:
         for field in FIELDS:
             with Horizontal(classes="field", id=f"row-{field.name}"):
-                yield Label(field.label, classes="field-label")
+                yield Label(charset.text(field.label), classes="field-label")
                 value = field_text(self.config, field)
                 if field.kind == "choice":
                     yield Select([(c, c) for c in field.choices], value=value, allow_blank=False, id=f"f-{field.name}",
@@ -99,6 +100,12 @@ class ConfigPane(VerticalScroll, can_focus=False):
                                    compact=True)
                     widget.tooltip = field.tooltip or None
                     yield widget
+
+    def on_mount(self) -> None:
+        if charset.ascii_mode():  # the Selects' own arrows (Textual draws them as ▼ and ▲)
+            for arrow, ascii_arrow in ((".down-arrow", "v"), (".up-arrow", "^")):
+                for static in self.query(arrow):
+                    static.update(ascii_arrow)
 
     # -- reading the form -------------------------------------------------------------------------------------
     def raw_values(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from textual.strip import Strip
 from textual.widgets import DataTable
 
 from nktui.training import StepRecord
+from nktui.ui import charset
 from nktui.ui.format import number, ratio_text, shape_text, sparkline
 from nktui.ui.pacing import RedrawPace
 
@@ -60,7 +61,7 @@ class GradientPane(DataTable):
 
     def on_mount(self) -> None:
         for label, key, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+            self.add_column(charset.text(label), key=key, width=width)
 
     def render_lines(self, crop: Region) -> list[Strip]:
         start = time.perf_counter()
@@ -77,7 +78,8 @@ class GradientPane(DataTable):
         """Fill the rows from one observed step (rows are created on the first call, then updated in place).
         `note`: a word on what this step is (the step a watchpoint stopped the run before)."""
         self.shown_step = record.step
-        self.border_title = (f"Gradients · step {record.step}" + (" [b reverse] history [/]" if scrubbing else "")
+        self.border_title = (charset.text(f"Gradients · step {record.step}")
+                             + (" [b reverse] history [/]" if scrubbing else "")
                              + (f" [b reverse] {note} [/]" if note else ""))
         for name, layer in record.layers.items():
             cells = {
@@ -107,4 +109,5 @@ def fit(text: str, width: int, *, keep_end: bool) -> str:
     """`text` if it fits `width`, else cut to it with `…` where the cut is: at the start (keep_end) or the end."""
     if len(text) <= width:
         return text
-    return "…" + text[len(text) - width + 1:] if keep_end else text[: width - 1] + "…"
+    cut = charset.text("…")
+    return cut + text[len(text) - width + 1:] if keep_end else text[: width - 1] + cut

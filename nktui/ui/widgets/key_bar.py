@@ -10,6 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from nktui.ui import charset
+
 
 class KeyBar(Static):
     COMPONENT_CLASSES = {"keybar--key", "keybar--disabled"}
@@ -50,13 +52,14 @@ class KeyBar(Static):
             if not binding.show or binding.action in seen:
                 continue
             seen.add(binding.action)
-            key = binding.key_display or self.app.get_key_display(binding)
+            key = charset.text(binding.key_display or self.app.get_key_display(binding))
+            description = charset.text(binding.description)
             item = Text()
             if enabled:
                 item.append(key, style=key_style)
-                item.append(f" {binding.description}")
+                item.append(f" {description}")
             else:
-                item.append(f"{key} {binding.description}", style=disabled_style)
+                item.append(f"{key} {description}", style=disabled_style)
             if line and line + 1 + len(item) > width:
                 text.append("\n")
                 line = 0

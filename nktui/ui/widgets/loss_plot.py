@@ -16,6 +16,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from nktui.training.history import Point, RunHistory
+from nktui.ui import charset
 from nktui.ui.braille import Axis, Series, chart, fit_axis
 from nktui.ui.pacing import RedrawPace
 
@@ -140,11 +141,12 @@ class LossPlot(Widget):
             values += lows + highs
             steps += [raw[0].first, raw[-1].last]
         if val:
-            series.append(Series([p.step for p in val], [p.mean for p in val], VAL_LOSS, mark="•", join=False))
+            series.append(Series([p.step for p in val], [p.mean for p in val], VAL_LOSS, mark=charset.text("•"),
+                                 join=False))
             values += [p.mean for p in val]
             steps += [val[0].first, val[-1].last]
         if acc:
-            mark = "×" if self.app.no_color else "•"
+            mark = charset.text("×" if self.app.no_color else "•")
             series.append(Series([p.step for p in acc], [p.mean for p in acc], VAL_ACC, mark=mark, right=True))
             steps += [acc[0].first, acc[-1].last]
         x_axis = Axis(min(steps), max(steps)) if steps else Axis(0, 1)
@@ -159,5 +161,4 @@ class LossPlot(Widget):
         )
 
     def on_mount(self) -> None:
-        if self.app.no_color:
-            self.border_title = NO_COLOR_LEGEND
+        self.border_title = charset.text(NO_COLOR_LEGEND if self.app.no_color else LEGEND)

@@ -84,6 +84,7 @@ class Options:
     command: str = "app"  # "app" or "train"
     paused: bool = False  # the app opens paused before step 1
     resume: Any = None  # a nktui.resume.ResumePlan for --resume PATH
+    warnings: tuple[str, ...] = ()  # printed as `nktui: warning: ...` before the run starts
 
 
 def config_fields() -> tuple[tuple[Any, ...], Any, int]:
@@ -166,17 +167,29 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Optio
 def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
     """(validated RunConfig, Options) from a command line; runs nothing. Raises ConfigError for bad values."""
     args, options = parse_args(argv)
-    from .training.config import RunConfig, parse_lr  # the engine, once parsing is done: --help stays instant
+    from .training.config import cap_threads  # the engine, once parsing is done: --help stays instant
+    from .training.sizing import check_model_fits
+
+    config, options = _build_config(args, options)
+    check_model_fits(config)  # a model that cannot fit in memory: one line now, not a MemoryError later
+    config, warning = cap_threads(config)
+    return config, dataclasses.replace(options, warnings=(warning,) if warning else ())
+
+
+def _build_config(args: argparse.Namespace, options: Options) -> tuple[Any, Options]:
+    from .training.config import RunConfig, parse_lr
     from .training.errors import ConfigError
 
-    base = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.resume is not None and not args.resume.strip():
+        raise ConfigError("--resume is empty: give a run's last.pt or its folder")
+    base = RunConfig.load(args.config) if args.config is not None else RunConfig()
     values = base.to_dict()
     fields, _, _ = config_fields()
     given = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not None}
     if "lr" in given:
         given["lr"] = parse_lr(given["lr"])
     if args.resume:
-        if args.config:
+        if args.config is not None:
             raise ConfigError("give --resume or --config, not both: a resumed run takes its config from the checkpoint")
         from .resume import plan_resume
 
@@ -251,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(built, int):
         return built
     config, options = built
+    for warning in options.warnings:
+        print(f"nktui: warning: {one_line(warning)}", file=sys.stderr, flush=True)
     if options.command == "train":
         from .headless import run_headless
 

@@ -48,6 +48,7 @@ def trainer_for_checkpoint(path: str | Path, *, device: str = "auto", data_dir: 
     """A Trainer rebuilt from the checkpoint's config (data, model) with the checkpoint's weights and step."""
     from .training import RunConfig, Trainer
     from .training.errors import CheckpointError
+    from .training.state import load_weights
 
     state = read_checkpoint(path)
     changes: dict[str, Any] = {"device": device}
@@ -62,11 +63,7 @@ def trainer_for_checkpoint(path: str | Path, *, device: str = "auto", data_dir: 
             f"{path} was trained on classes {', '.join(map(str, state['classes']))[:80]}, but the data set has "
             f"{', '.join(trainer.data.classes)[:80]}"
         )
-    try:
-        trainer.model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"the weights in {path} do not fit the model {config.model!r}: {detail}") from None
+    load_weights(trainer.model, state["model"], str(path), config.model)
     trainer.step_count = int(state["step"])
     return trainer
 

@@ -145,8 +145,9 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, 
         return 0
     if controller.state is RunState.FAILED:
         error = controller.error
-        if isinstance(error, NktuiError):
-            print_error(error, err)
+        if isinstance(error, NktuiError):  # (one from the user's code keeps that code's traceback as its cause)
+            log = keeper.log_build_failure(controller.error_traceback) if error.__cause__ is not None else None
+            print_error(f"{error} (traceback in {log})" if log else error, err)
             return 2
         print(controller.error_traceback, end="", file=err, flush=True)  # a bug: keep its traceback
         return 1

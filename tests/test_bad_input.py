@@ -3,6 +3,9 @@ the error line with the app still up; a fault inside the trainer, a nan, a termi
 
 from __future__ import annotations
 
+import pickle
+import struct
+
 import pytest
 import torch
 from pilot_support import START_DEADLINE, record_notifications, until
@@ -55,7 +58,43 @@ def files(tmp_path):
     checkpoint = save_checkpoint(trainer, run / "last.pt")
     data = checkpoint.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    for name, edit in EDITED_CHECKPOINTS.items():
+        state = load_checkpoint(checkpoint)
+        edit(state)
+        torch.save(state, tmp_path / f"{name}.pt")
+    with open(tmp_path / "protocol4.pt", "wb") as f:
+        pickle.dump({"format": "nktui-state", "step": 1}, f, protocol=4)
+    for name, source in USER_MODELS.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    raw = tmp_path / "mnist0" / "MNIST" / "raw"  # MNIST's files with headers that say 0 images
+    raw.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">4B3I", 0, 0, 8, 3, 0, 28, 28))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">4BI", 0, 0, 8, 1, 0))
+    (tmp_path / "config.toml").write_text("lr = 0.1\n")
     return tmp_path
+
+
+EDITED_CHECKPOINTS = {  # name: how a good checkpoint was damaged
+    "negative_step": lambda s: s.update(step=-3),
+    "no_rng": lambda s: s.update(rng={}),
+    "wrong_shape": lambda s: s["model"].update({"1.weight": torch.zeros(3, 64)}),
+}
+MODEL_HEAD = "import sys\nimport torch\nfrom torch import nn\n"
+USER_MODELS = {  # name: a model file that gets its output, or its factory, wrong
+    "three_classes": MODEL_HEAD + "def build(input_shape, num_classes):\n"
+                     "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))\n",
+    "integers": MODEL_HEAD + "class M(nn.Linear):\n    def forward(self, x):\n"
+                "        return super().forward(x.flatten(1)).long()\n"
+                "def build(input_shape, num_classes):\n    return M(64, num_classes)\n",
+    "a_tuple": MODEL_HEAD + "class M(nn.Linear):\n    def forward(self, x):\n"
+               "        return super().forward(x.flatten(1)), 'aux'\n"
+               "def build(input_shape, num_classes):\n    return M(64, num_classes)\n",
+    "exits": MODEL_HEAD + "def build(input_shape, num_classes):\n    sys.exit(3)\n",
+    "bad_forward": MODEL_HEAD + "class M(nn.Linear):\n    def forward(self, x):\n"
+                   "        return x @ self.weight\n"
+                   "def build(input_shape, num_classes):\n    return M(64, num_classes)\n",
+}
 
 
 CASES = {  # name: (arguments, what the one line says)
@@ -70,11 +109,38 @@ CASES = {  # name: (arguments, what the one line says)
     "truncated checkpoint": (["--resume", "{tmp}/cut.pt"], "truncated, corrupt or not an nktui checkpoint"),
     "missing checkpoint": (["--resume", "{tmp}/nothing.pt"], "does not exist"),
     "resume with another model": (["--resume", "{tmp}/run", "--model", "linear"], "--model linear differs from"),
+    "seed too big": (["--seed", str(2**63)], "seed must be a whole number from 0 to 2**63 - 1"),
+    "seed negative": (["--seed", "-1"], "seed must be a whole number from 0 to 2**63 - 1"),
+    "seed too big in TOML": (["--config", "{tmp}/seed.toml"], "not 18446744073709551616"),
+    "model too big": (["--model", "mlp", "--hidden", "10000000000"], "the model needs about"),
+    "images too big": (["--dataset", "imagefolder:{tmp}/no_images", "--image-size", "100000"], "the model needs about"),
+    "run-dir name too long": (["--run-dir", "{tmp}/" + "r" * 256], "a name of 256 bytes"),
+    "run-dir empty": (["--run-dir", ""], "--run-dir is empty"),
+    "config empty": (["--config", ""], "--config is empty"),
+    "config /dev/zero": (["--config", "/dev/zero"], "is not a regular file"),
+    "hidden empty": (["--hidden", ""], "hidden is empty"),
+    "hidden with a hole": (["--hidden", "128,,64"], "an empty layer size in '128,,64'"),
+    "ratio band upside down": (["--watch-ratio-low", "2", "--watch-ratio-high", "1"], "must be below watch_ratio_high"),
+    "dead relu not a fraction": (["--watch-dead-relu", "5"], "watch_dead_relu must be a number in [0, 1]"),
+    "resume at a negative step": (["--resume", "{tmp}/negative_step.pt"], "its step is -3"),
+    "resume without rng": (["--resume", "{tmp}/no_rng.pt"], "lacks the random number generators' state"),
+    "resume wrong-shape weights": (["--resume", "{tmp}/wrong_shape.pt"], "1.weight is 16x64, but it holds 3x64"),
+    "resume a protocol-4 pickle": (["--resume", "{tmp}/protocol4.pt"], "not an nktui checkpoint"),
+    "resume empty": (["--resume", ""], "--resume is empty"),
+    "zero-image mnist": (["--dataset", "mnist", "--data-dir", "{tmp}/mnist0", "--no-download"], "has no images"),
+    "model returns 3 classes": (["--model", "{tmp}/three_classes.py:build"],
+                                "returns (N, 3); nktui needs (N, 10) logits"),
+    "model returns integers": (["--model", "{tmp}/integers.py:build"], "returns int64 values"),
+    "model returns a tuple": (["--model", "{tmp}/a_tuple.py:build"], "returns a tuple, not a tensor"),
+    "factory calls sys.exit": (["--model", "{tmp}/exits.py:build"], "called sys.exit(3)"),
+    "forward fails": (["--model", "{tmp}/bad_forward.py:build"], "(at bad_forward.py:6, in forward)"),
 }
 
 
 APP_CHECKS_ITSELF = ("batch bigger than the data", "empty data folder", "no images", "a file as a folder",
-                     "empty torchvision folder", "factory raises")  # once its trainer is built: the app tests below
+                     "empty torchvision folder", "factory raises", "zero-image mnist", "model returns 3 classes",
+                     "model returns integers", "model returns a tuple", "factory calls sys.exit",
+                     "forward fails")  # once its trainer is built: the app tests below
 
 
 @pytest.mark.parametrize(
@@ -86,6 +152,7 @@ def test_bad_input_on_the_command_line_is_one_line_and_exit_2(case, command, fil
     monkeypatch.setattr("nktui.ui.app.NktuiApp.run", lambda self: pytest.fail("the app started"), raising=True)
     args, expected = CASES[case]
     args = [a.replace("{tmp}", str(files)) for a in args]
+    (files / "seed.toml").write_text(f"seed = {2**64}\n")
     before = sorted(p.name for p in (files / "run").iterdir())
     code = cli.main((["train"] if command == "train" else []) + args + ["--steps", "30", "--device", "cpu"])
     out, err = capsys.readouterr()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import time
 
 import pytest
 
 from nktui.training import ConfigError, RunConfig, parse_lr
-from nktui.training.config import DEFAULT_STEPS, parse_hidden
+from nktui.training.config import CONFIG_FILE_LIMIT, DEFAULT_STEPS, cap_threads, parse_hidden, usable_cores
 
 
 def test_defaults_are_valid():
@@ -54,6 +57,17 @@ def test_defaults_are_valid():
         (dict(dataset=5), 'dataset must be text such as "digits", not 5'),
         (dict(model=None), 'model must be text such as "linear", not None'),
         (dict(device=0), 'device must be text such as "auto", not 0'),
+        (dict(seed=-1), "seed must be a whole number from 0 to 2**63 - 1 (9223372036854775807), not -1"),
+        (dict(seed=2**63), "seed must be a whole number from 0 to 2**63 - 1"),
+        (dict(seed=2**200), "not 1606938044258990275541962092341162602522202993782792835301376"),
+        (dict(watch_dead_relu=5), "watch_dead_relu must be a number in [0, 1], not 5"),
+        (dict(watch_ratio_low=2, watch_ratio_high=1), "watch_ratio_low 2 must be below watch_ratio_high 1"),
+        (dict(watch_ratio_low=1, watch_ratio_high=1), "watch_ratio_low 1 must be below watch_ratio_high 1"),
+        (dict(run_dir=""), "--run-dir is empty"),
+        (dict(run_dir="  "), "--run-dir is empty"),
+        (dict(run_dir="runs/" + "a" * 256), "--run-dir has a name of 256 bytes"),
+        (dict(run_dir="é" * 128), "a name of 256 bytes"),
+        (dict(run_dir=3), "run_dir must be text"),
     ],
 )
 def test_validate_names_the_field_and_the_bad_value(changes, says):
@@ -77,7 +91,11 @@ def test_validate_names_the_field_and_the_bad_value(changes, says):
         dict(steps=1),
         dict(device="cuda:1"),
         dict(device="mps"),
-        dict(seed=-7),
+        dict(seed=0),
+        dict(seed=2**63 - 1),
+        dict(watch_ratio_low=0.5, watch_ratio_high=0),  # 0 switches the high side off
+        dict(watch_dead_relu=1.0),
+        dict(run_dir="runs/" + "é" * 127),  # 254 bytes
         dict(lr=1),
     ],
 )
@@ -98,8 +116,12 @@ def test_replace_validates():
 def test_hidden_is_parsed_from_text_or_lists():
     assert RunConfig(hidden="128, 64").hidden == (128, 64)
     assert RunConfig(hidden=[32]).hidden == (32,)
-    assert RunConfig(hidden="").hidden == ()
-    assert parse_hidden("8,") == (8,)
+    assert parse_hidden("8,") == (8,)  # a trailing comma is fine
+    for text, says in (("", "hidden is empty"), (" ", "hidden is empty"), ([], "hidden is empty"),
+                       ("128,,64", "hidden has an empty layer size in '128,,64'"), (",64", "an empty layer size"),
+                       ("8,,", "an empty layer size")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            RunConfig(hidden=text)
     with pytest.raises(ConfigError, match="comma-separated layer sizes such as 128,64, not 'a,b'"):
         RunConfig(hidden="a,b")
     with pytest.raises(ConfigError, match="at least 1"):
@@ -172,6 +194,41 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="unknown setting 'colour'") as info:
         RunConfig.load(unknown)
     assert "unknown.toml" in str(info.value)
+
+
+def test_config_files_are_bounded_regular_files(tmp_path):
+    """A FIFO would block the read forever, /dev/zero never end it: only regular files of at most 1 MB are read."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    for path, says in ((fifo, "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                       (tmp_path, "is a folder"), ("", "--config is empty")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            RunConfig.load(path)
+    assert time.monotonic() - started < 5
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * CONFIG_FILE_LIMIT + b"\n")
+    with pytest.raises(ConfigError, match="is larger than 1 MB"):
+        RunConfig.load(big)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'dataset = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        RunConfig.load(latin)
+
+
+def test_a_config_file_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "windows.toml"
+    path.write_bytes("\ufefflr = 0.05\nseed = 3\n".encode("utf-8"))
+    config = RunConfig.load(path)
+    assert (config.lr, config.seed) == (0.05, 3)
+
+
+def test_threads_are_capped_at_the_cores_with_a_warning():
+    cores = usable_cores()
+    config, warning = cap_threads(RunConfig(threads=10_000))
+    assert config.threads == cores and warning == f"--threads 10000 is more than this machine's {cores} cores: using {cores}"
+    assert cap_threads(RunConfig(threads=cores)) == (RunConfig(threads=cores), None)
+    assert cap_threads(RunConfig()) == (RunConfig(), None)  # 0: PyTorch's default
 
 
 def test_hand_written_toml_with_wrong_types_gives_config_errors(tmp_path):

@@ -10,6 +10,9 @@ Writing is atomic (`atomic_save`: a temporary file in the same folder, flushed a
 old one), so a crash or a kill mid-write leaves the previous `last.pt` whole. A state whose weights hold nan or
 inf is never written: the last good checkpoint stays.
 
+Reading checks more than the format: `require_resumable` refuses a state that is damaged or edited (a negative
+step, no RNG state, weights of other shapes than its signature names) in one line, before anything is built.
+
 Who writes `last.pt`: `nktui.training.keeper.Checkpointer`, attached to the trainer, on the training thread.
 Nothing here imports Textual.
 """
@@ -17,6 +20,7 @@ Nothing here imports Textual.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -114,7 +118,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} is not a file: give the last.pt of a run directory")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # ("Detected pickle protocol 4 ...": the line below says what matters)
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         detail = " ".join(str(exc).split()).split(". ")[0][:160]
         raise CheckpointError(
@@ -133,12 +139,41 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def require_resumable(state: Mapping[str, Any], path: str | Path) -> None:
-    """CheckpointError unless the checkpoint holds the full state (an older nktui's last.pt has no RNGs)."""
+    """CheckpointError unless the checkpoint holds the full state (an older nktui's last.pt has no RNGs) and that
+    state is whole: a step and epoch of at least 0, every RNG's state, weights of the shapes its signature names."""
     if state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} was written by an older nktui without the random number generators' state, so it cannot be "
             "resumed exactly; start a new run (its weights still load with torch.load)"
         )
+    problem = _damage(state)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} is damaged or was edited: {problem}; resume from another one")
+
+
+def _damage(state: Mapping[str, Any]) -> str | None:
+    """What is wrong inside a full state, or None."""
+    for name in ("step", "epoch"):
+        value = state[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"its {name} is {value!r}, not a whole number of at least 0"
+    rng = state["rng"]
+    python = rng.get("python") if isinstance(rng, Mapping) else None
+    if not isinstance(rng, Mapping) or not isinstance(rng.get("torch"), torch.Tensor) or not (
+        isinstance(python, Mapping) and {"version", "state", "gauss"} <= set(python)
+    ):
+        return "it lacks the random number generators' state (rng: torch and python), so it cannot go on exactly"
+    weights, optimizer = state["model"], state["optimizer"]
+    if not isinstance(weights, Mapping) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        return "its model is not a set of named tensors"
+    if not isinstance(optimizer, Mapping) or "param_groups" not in optimizer or "state" not in optimizer:
+        return "its optimizer state lacks param_groups or state"
+    for name, shape in state["signature"]:
+        tensor = weights.get(name)
+        if tensor is None or list(tensor.shape) != list(shape):
+            held = "nothing" if tensor is None else "x".join(map(str, tensor.shape)) or "a scalar"
+            return f"its signature says {name} is {'x'.join(map(str, shape))}, but it holds {held}"
+    return None
 
 
 def resume_from(trainer: Any, state: dict[str, Any], *, lr: float | None = None) -> None:

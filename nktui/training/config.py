@@ -2,7 +2,9 @@
 
 One frozen dataclass serves the CLI (each field is a `--flag`), the app's config pane, the run directory's
 `config.toml` and scripts. `validate()` checks everything that can be checked without touching data or devices
-and raises `ConfigError` with a message that names the field, the bad value and what would be accepted.
+and raises `ConfigError` with a message that names the field, the bad value and what would be accepted. Config
+files are read bounded (`read_config_file`: regular files of at most 1 MB, a UTF-8 byte order mark skipped), and
+`cap_threads` holds `threads` to the machine's cores.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 DEFAULT_STEPS = 10_000  # when neither --steps nor --epochs is given: ~10 s of the linear model on digits
 APP_DEFAULT_STEPS = 1_000_000  # the same for the app: a debugger's run is still there when you reach for the keys
+SEED_MAX = 2**63 - 1  # torch's generators take 64-bit seeds; numpy's and the split's are derived from it
+CONFIG_FILE_LIMIT = 1 << 20  # bytes: a config file is a few hundred; more is not one (`--config /dev/zero`)
+NAME_MAX = 255  # bytes in one file name (Linux, macOS); a longer --run-dir part fails with ENAMETOOLONG
 
 
 def parse_positive_float(text: object, name: str = "lr") -> float:
@@ -52,11 +59,19 @@ def parse_lr(text: object) -> float:
 
 
 def parse_hidden(text: object) -> tuple[int, ...]:
-    """`128,64` -> (128, 64); an empty string means no hidden layer."""
+    """`128,64` -> (128, 64) (a trailing comma is fine); ConfigError for no sizes, an empty one or a bad one."""
     if isinstance(text, (list, tuple)):
         parts = [str(p) for p in text]
     else:
-        parts = [p for p in str(text).replace(" ", "").split(",") if p]
+        parts = str(text).replace(" ", "").split(",")
+        if len(parts) > 1 and parts[-1] == "":
+            parts.pop()  # `128,`
+        if parts == [""]:
+            parts = []
+        elif "" in parts:
+            raise ConfigError(f"hidden has an empty layer size in {text!r}: give sizes such as 128,64")
+    if not parts:
+        raise ConfigError("hidden is empty: give at least one layer size such as 128,64 (no hidden layer: --model linear)")
     try:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
@@ -170,6 +185,17 @@ class RunConfig:
             _check_int("eval_every", self.eval_every, 0)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be a whole number, not {self.seed!r}")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"seed must be a whole number from 0 to 2**63 - 1 ({SEED_MAX}), not {self.seed}")
+        _check_range("watch_dead_relu", self.watch_dead_relu, 0.0, 1.0)
+        low, high = self.watch_ratio_low, self.watch_ratio_high
+        if low and high and low >= high:
+            raise ConfigError(
+                f"watch_ratio_low {low:g} must be below watch_ratio_high {high:g}: the band is (low, high) "
+                "(0 switches either side off)"
+            )
+        if self.run_dir is not None:
+            _check_run_dir(self.run_dir)
         device = self.device
         if not (device in ("auto", "cpu", "cuda", "mps") or _is_indexed_cuda(device)):
             raise ConfigError(f"unknown device {device!r}: choose auto, cpu, cuda, cuda:N or mps")
@@ -223,17 +249,71 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        """Read a TOML file written by `save` or by hand; raises ConfigError with the file's name on problems."""
-        p = Path(path)
-        try:
-            values = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(p)!r} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {str(p)!r}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-        return cls.from_dict(values, source=str(p))
+        """Read a TOML file written by `save` or by hand; raises ConfigError with the file's name on problems.
+        Only a regular file of at most CONFIG_FILE_LIMIT bytes is read (a FIFO would block, /dev/zero never end);
+        a UTF-8 byte order mark (as some Windows editors write) is skipped."""
+        values = read_config_file(path)
+        return cls.from_dict(values, source=str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's TOML table: ConfigError for an empty name, a missing file, a non-regular file (FIFO, device,
+    folder), more than CONFIG_FILE_LIMIT bytes, bytes that are not UTF-8, or TOML that does not parse."""
+    if not str(path).strip():
+        raise ConfigError("--config is empty: give a TOML file such as runs/<date-time>/config.toml")
+    shown = repr(str(path))
+    try:
+        info = os.stat(path)  # (stat never blocks, even on a FIFO: open would)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
+            raise ConfigError(f"config file {shown} is {kind}: give a TOML file")
+        with open(path, "rb") as f:
+            data = f.read(CONFIG_FILE_LIMIT + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {shown} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {shown}: {exc.strerror or exc}") from None
+    if len(data) > CONFIG_FILE_LIMIT:
+        raise ConfigError(f"config file {shown} is larger than {CONFIG_FILE_LIMIT >> 20} MB: it is not a RunConfig TOML")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {shown} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {shown} is not valid TOML: {exc}") from None
+
+
+def cap_threads(config: RunConfig) -> tuple[RunConfig, str | None]:
+    """(config with `threads` at most this machine's usable cores, a warning when it was more)."""
+    cores = usable_cores()
+    if config.threads <= cores:
+        return config, None
+    warning = f"--threads {config.threads} is more than this machine's {cores} cores: using {cores}"
+    return dataclasses.replace(config, threads=cores), warning
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS says, else all of them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_run_dir(run_dir: object) -> None:
+    if not isinstance(run_dir, str):
+        raise ConfigError(f"run_dir must be text (a folder), not {run_dir!r}")
+    if not run_dir.strip():
+        raise ConfigError("--run-dir is empty: give a folder, or leave it out for a fresh runs/<date-time>/")
+    for part in Path(run_dir).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise ConfigError(
+                f"--run-dir has a name of {size} bytes ({part[:24]}...): a file or folder name can be at most "
+                f"{NAME_MAX} bytes"
+            )
 
 
 def _is_indexed_cuda(device: str) -> bool:

@@ -209,6 +209,16 @@ class RunKeeper:
         self.failure_logged = True
         return write_log(self.run_dir, text)
 
+    def log_build_failure(self, text: str) -> Path | None:
+        """A trainer that could not be built (the user's model failed its check): its traceback into nktui.log when
+        the folder already held this run (a resume in place); None otherwise (a new folder is removed again)."""
+        if not (self.claimed and getattr(self.resume, "in_place", False)) or not text:
+            return None
+        try:
+            return write_log(self.run_dir, text)
+        except OSError:
+            return None
+
     def note(self, line: str) -> None:
         """Append a line to nktui.log when the folder exists (how a run ended, when nobody may see the terminal)."""
         if self.created:

@@ -2,6 +2,10 @@
 
 Every model maps a float batch (N, C, H, W) to logits (N, classes); softmax and cross-entropy live in the loss.
 Layers are named (`fc1`, `act1`, `out` ...) so that `model.named_parameters()` reads well in the gradient pane.
+`build_on` is what the trainer calls: the model built (after a memory estimate: `nktui.training.sizing`) and
+placed on the device, and the user's own model checked with one forward and one backward pass on a batch of two,
+so that a model returning (N, 3) for 10 classes, integers or a tuple, or one that raises or calls `sys.exit`, is
+one line naming the user's code (`ModelError`, its cause keeping the traceback) before the first step.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .config import RunConfig
 from .errors import ModelError
+from .sizing import check_model_fits, memory_error
+
+CHECK_BATCH = 2  # samples in the batch a user's model is checked with
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -58,6 +66,22 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, activation: str = "relu"
     )
 
 
+def build_on(config: RunConfig, input_shape: tuple[int, ...], num_classes: int, device: torch.device) -> nn.Module:
+    """The configured model on `device`, freshly seeded by the caller; a user's model checked (`check_model`).
+    ModelError for a model that cannot fit in memory, also when the allocation itself fails."""
+    check_model_fits(config, (tuple(input_shape), num_classes))
+    try:
+        model = build_model(config, input_shape, num_classes).to(device)
+    except (MemoryError, RuntimeError) as exc:
+        error = memory_error(config, (tuple(input_shape), num_classes), exc)
+        if error is None:
+            raise
+        raise error from None
+    if ":" in config.model:
+        check_model(model, config.model, tuple(input_shape), num_classes, device)
+    return model
+
+
 def build_model(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The configured model, on the CPU with freshly seeded weights (the caller seeds and moves it)."""
     if config.model == "linear":
@@ -90,11 +114,11 @@ def load_factory(spec: str):
             module = importlib.import_module(target)
     except ModelError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelError(
-            f"cannot import {target!r} for --model {spec}: {type(exc).__name__}: {exc}. "
+            f"cannot import {target!r} for --model {spec}: {_what(exc)}{_where(exc)}. "
             "Check the module path (run from the folder that holds the package) or give a file: path/to/model.py:factory"
-        ) from None
+        ) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelError(f"{target!r} has no callable {attr!r}: define def {attr}(input_shape, num_classes) there")
@@ -106,10 +130,73 @@ def custom_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> n
     factory = load_factory(spec)
     try:
         model = factory(tuple(input_shape), num_classes)
-    except Exception as exc:
-        raise ModelError(f"the model factory {spec} raised {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:
+        did = "called" if isinstance(exc, SystemExit) else "raised"
+        raise ModelError(f"the model factory {spec} {did} {_what(exc)}{_where(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"the model factory {spec} returned {type(model).__name__}, not a torch.nn.Module")
     if not any(p.requires_grad for p in model.parameters()):
         raise ModelError(f"the model from {spec} has no trainable parameters")
     return model
+
+
+def check_model(model: nn.Module, spec: str, input_shape: tuple[int, ...], num_classes: int,
+                device: torch.device | str = "cpu") -> None:
+    """One forward and one backward pass of the user's model on CHECK_BATCH images; ModelError saying what is wrong
+    (and where in the user's code). In eval mode, under a forked RNG, gradients cleared after: the run starts from
+    the same state as without the check (dropout, batch-norm statistics and the random streams are untouched)."""
+    shape = "x".join(map(str, input_shape))
+    want = f"nktui needs (N, {num_classes}) logits, one row of {num_classes} class scores per image"
+    generator = torch.Generator().manual_seed(0)  # (not the global one: the run's random numbers stay as seeded)
+    x = torch.rand((CHECK_BATCH, *input_shape), generator=generator).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                out = model(x)
+            except (Exception, SystemExit) as exc:
+                raise ModelError(
+                    f"your model {spec} fails on a batch of {CHECK_BATCH} {shape} images: {_what(exc)}{_where(exc)}"
+                ) from exc
+            if not isinstance(out, torch.Tensor):
+                raise ModelError(f"your model {spec} returns a {type(out).__name__}, not a tensor: {want}")
+            if tuple(out.shape) != (CHECK_BATCH, num_classes):
+                got = (f"(N, {', '.join(map(str, out.shape[1:]))})" if out.ndim >= 1 and out.shape[0] == CHECK_BATCH
+                       else f"{tuple(out.shape)} for a batch of {CHECK_BATCH}")
+                raise ModelError(f"your model {spec} returns {got.replace(', )', ')')}; {want}")
+            if not out.is_floating_point():
+                raise ModelError(f"your model {spec} returns {str(out.dtype).removeprefix('torch.')} values: {want}, "
+                                 "as floating-point numbers")
+            if not out.requires_grad:
+                raise ModelError(f"your model {spec} returns logits that do not depend on its parameters (no gradient "
+                                 "flows back): does its forward detach them or run under torch.no_grad()?")
+            try:
+                out.float().logsumexp(1).sum().backward()
+            except (Exception, SystemExit) as exc:
+                raise ModelError(f"your model {spec} fails in its backward pass: {_what(exc)}{_where(exc)}") from exc
+    finally:
+        for p in model.parameters():
+            p.grad = None
+        model.train(was_training)
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"sys.exit({exc.code!r}), which would end nktui: return the model instead"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """` (at model.py:12, in forward)`: the innermost frame of the traceback in the user's code (not torch's or
+    nktui's), or nothing."""
+    import traceback
+
+    skip = (str(Path(torch.__file__).parent), str(Path(__file__).parents[1]))
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)
+              and not f.filename.startswith("<")]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (at {Path(frame.filename).name}:{frame.lineno}, in {frame.name})"

@@ -83,10 +83,13 @@ def choose_run_dir(config: RunConfig) -> Path:
     if config.run_dir is None:
         return default_run_dir()
     path = Path(config.run_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--run-dir {path} is a file, not a folder: give a new folder for the run's files")
-    check_not_in_use(path)
-    _check_holds_no_run(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--run-dir {path} is a file, not a folder: give a new folder for the run's files")
+        check_not_in_use(path)
+        _check_holds_no_run(path)
+    except OSError as exc:  # a name too long, a folder nktui may not look into ...
+        raise ConfigError(f"cannot use --run-dir {path}: {exc.strerror or exc}") from None
     return path
 
 

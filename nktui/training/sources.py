@@ -2,7 +2,9 @@
 
 Each loader returns an `ImageSet` (uint8 pixels, N x C x H x W, with labels and class names) or, for an image
 folder too big to hold, a `StreamedImages` wrapping a torchvision dataset. A data set that is missing or cannot
-be read raises `DataError` with a paragraph that names the files and folder layout that were expected. This module
+be read raises `DataError` with a paragraph that names the files and folder layout that were expected (a file or
+folder nktui may not read included). Image folders are walked by `find_images`, which never goes round a symlink
+loop. This module
 owns finding, checking and decoding the files; splitting and batching them is `nktui.training.data`'s business.
 CIFAR-10's files are pickles: torchvision only downloads them, `nktui.training.cifar` reads them without running
 code from them.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import struct
 from dataclasses import dataclass
 from importlib import resources
@@ -45,11 +48,25 @@ class StreamedImages:
 
 def load_images(config: RunConfig, in_memory_limit: int) -> ImageSet | StreamedImages:
     name = config.dataset
-    if name == "digits":
-        return load_digits()
-    if name.startswith("imagefolder:"):
-        return load_image_folder(name.partition(":")[2], config.image_size, in_memory_limit)
-    return load_torchvision(name, Path(config.data_dir).expanduser(), download=config.download)
+    try:
+        if name == "digits":
+            return load_digits()
+        if name.startswith("imagefolder:"):
+            return load_image_folder(name.partition(":")[2], config.image_size, in_memory_limit)
+        return load_torchvision(name, Path(config.data_dir).expanduser(), download=config.download)
+    except PermissionError as exc:  # (the checks up front cannot see everything: a file deep in a folder)
+        raise DataError(_not_allowed(exc.filename or name)) from None
+
+
+def _not_allowed(path: object) -> str:
+    return (f"nktui may not read {path} (permission denied): make it readable (chmod -R u+rX) or run as a user "
+            "who may read it")
+
+
+def _require_readable(path: Path) -> None:
+    """DataError when this process may not read `path` (for a folder: list it and open what is in it)."""
+    if path.exists() and not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise DataError(_not_allowed(path))
 
 
 # -- digits (bundled) -------------------------------------------------------------------------------------------
@@ -139,6 +156,8 @@ def load_torchvision(name: str, data_dir: Path, *, download: bool) -> ImageSet:
         raise DataError(f"--data-dir {data_dir} is a file, not a folder: give the folder that holds the data sets")
     folder, files, _ = LAYOUTS[name]
     where = data_dir / folder
+    for path in (data_dir, where, *(where / f for f in files)):
+        _require_readable(path)
     if not all((where / f).is_file() for f in files):
         if not download:
             raise DataError(missing_data_message(name, data_dir, "downloading is switched off"))
@@ -206,6 +225,11 @@ def _idx_dims(path: Path, ndim: int) -> tuple[int, ...]:
 def _check_idx_pair(images: Path, labels: Path) -> None:
     n_images = _idx_dims(images, 3)[0]
     n_labels = _idx_dims(labels, 1)[0]
+    if n_images == 0:
+        raise DataError(
+            f"{images} has no images (its header says 0): use the file gunzipped from the original download, or "
+            "delete it and run again with network access to download a fresh copy"
+        )
     if n_images != n_labels:
         raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels: they must match")
 
@@ -238,7 +262,53 @@ def _visible_image_folder():
             classes = sorted(e.name for e in Path(directory).iterdir() if e.is_dir() and not e.name.startswith("."))
             return classes, {c: i for i, c in enumerate(classes)}
 
+        @staticmethod
+        def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            return find_images(Path(directory), class_to_idx)
+
     return VisibleImageFolder
+
+
+def find_images(root: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
+    """(path, class) of every image under each class subfolder, in torchvision's order. Symlinked folders are
+    followed, but never into a folder already seen, the image folder itself or another class's folder: a link back
+    up the tree (a loop) is skipped, where torchvision's walk would go round it until the paths grow too long.
+    Broken links are skipped; a folder that may not be read is a DataError."""
+    samples: list[tuple[str, int]] = []
+    tops = {_inode(os.path.join(root, name)) for name in class_to_idx} | {_inode(root)}
+    for name in sorted(class_to_idx):
+        seen = set(tops)
+        found: list[tuple[str, list[str]]] = []
+        stack = [(os.path.join(root, name), True)]
+        while stack:
+            folder, top = stack.pop()
+            try:
+                inode = _inode(folder)
+                if inode in seen and not top:
+                    continue  # a loop, or a second way to a folder already read
+                seen.add(inode)
+                if not os.access(folder, os.R_OK | os.X_OK):
+                    raise DataError(_not_allowed(folder))
+                entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)  # (popped in name order)
+            except PermissionError:
+                raise DataError(_not_allowed(folder)) from None
+            except OSError:  # gone meanwhile, a looping link: as torchvision, skip it
+                continue
+            files = []
+            for entry in entries:
+                if entry.is_dir():  # (follows links; False for a broken or looping one)
+                    stack.append((entry.path, False))
+                elif entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                    files.append(entry.name)
+            found.append((folder, files))
+        for folder, files in sorted(found):
+            samples += [(os.path.join(folder, f), class_to_idx[name]) for f in sorted(files)]
+    return samples
+
+
+def _inode(path: str | Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def load_image_folder(path: str, size: int, in_memory_limit: int) -> ImageSet | StreamedImages:
@@ -246,6 +316,7 @@ def load_image_folder(path: str, size: int, in_memory_limit: int) -> ImageSet | 
     from torchvision import transforms
 
     root = Path(path).expanduser()
+    _require_readable(root)
     if not root.exists():
         raise DataError(f"image folder {root} does not exist: give a folder with one subfolder of images per class")
     if not root.is_dir():

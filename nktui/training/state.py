@@ -178,10 +178,23 @@ def restore_state(trainer, state: dict[str, Any]) -> None:
     """Put the trainer back exactly where `state` was captured (model, optimizer, step, RNGs)."""
     check_compatible(trainer, state)
     trainer.flush()
-    trainer.model.load_state_dict(state["model"])
+    load_weights(trainer.model, state["model"], "this checkpoint", trainer.config.model)
     trainer.optimizer.load_state_dict(_clone(state["optimizer"]))  # ours to keep: the state may be restored again
     trainer.step_count = int(state["step"])
-    restore_rng(state["rng"])
+    try:
+        restore_rng(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f"the random number generators' state in this checkpoint cannot be restored "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}): it is damaged") from None
+
+
+def load_weights(model: torch.nn.Module, weights: Any, source: str, name: str) -> None:
+    """`model.load_state_dict(weights)`; CheckpointError saying what does not fit (names, shapes) otherwise."""
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"the weights in {source} do not fit the model {name!r}: {detail}") from None
 
 
 def state_bytes(state: dict[str, Any]) -> int:

@@ -24,7 +24,7 @@ from torch import nn
 
 from .buffer import RecordBuffer
 from .checkpoint import resume_from
-from .config import RunConfig
+from .config import RunConfig, usable_cores
 from .errors import ConfigError
 from .control import Controller, RunState, launch
 from .data import DataSource, TensorSource, load_data
@@ -33,7 +33,7 @@ from .fault import Flagged, stop_before
 from .instruments import Instruments
 from .pending import PendingSteps
 from .keeper import Checkpointer
-from .models import build_model
+from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
 from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 from .rewind import RewindBuffer
@@ -67,7 +67,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         if config.threads:
             # The intra-op pool is process-wide; only the training thread runs tensor ops, so this is its size.
-            torch.set_num_threads(config.threads)
+            torch.set_num_threads(min(config.threads, usable_cores()))
         seed_everything(config.seed)
         if callable(data):  # a factory: make the data here, on the thread that builds the trainer
             data = data()
@@ -76,8 +76,8 @@ class Trainer:
         elif isinstance(data, ImageSet):  # the caller's own tensors: split and place them like a built-in set
             data = TensorSource(data, self.device, config.val_fraction, config.batch_size, config.seed)
         self.data = data
-        if model is None:
-            model = build_model(config, self.data.input_shape, self.data.num_classes)
+        if model is None:  # (checked: a model too big for memory, or a user's that returns the wrong logits)
+            model = build_on(config, self.data.input_shape, self.data.num_classes, self.device)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(config, self.model)
         self.instruments = Instruments(self.model, activations=config.activations, histogram_bins=histogram_bins)

@@ -122,6 +122,8 @@ class ConfigPane(VerticalScroll, can_focus=False):
             text = self.raw_values()[field.name].strip()
             try:
                 changes[field.name] = _parse(field, text)
+            except ConfigError:
+                raise  # (it says why: `hidden has an empty layer size in '128,,64'`)
             except ValueError:
                 raise ConfigError(f"{field.name} must be {_expected(field)}, not {text!r}") from None
         if changes.get("steps") is not None:
@@ -180,6 +182,8 @@ def parse_field(name: str, text: str):
     field = _field(name)
     try:
         return _parse(field, text.strip())
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"{name} must be {_expected(field)}, not {text.strip()!r}") from None
 
@@ -194,10 +198,7 @@ def _parse(field: Field, text: str):
     if field.kind == "float":
         return float(text)
     if field.kind == "hidden":
-        try:
-            return parse_hidden(text)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        return parse_hidden(text)
     return text
 
 

@@ -13,7 +13,33 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .instruments import wide_dtype
 from .records import EvalResult
+
+
+@torch.no_grad()
+def evaluate_split(model, data, split: str, on_batch=None) -> tuple[float, float, tuple[tuple[int, ...], ...]]:
+    """(loss, accuracy, confusion[true][predicted]) of `model` on a split of `data`, in eval mode (RNG-free, so
+    training goes on bit for bit); `on_batch(x, y, logits)` sees every batch. One host sync, at the end."""
+    was_training = model.training
+    model.eval()
+    k = data.num_classes
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    loss_sum = torch.zeros((), device=device, dtype=wide_dtype(device))
+    confusion = torch.zeros(k * k, device=device, dtype=torch.long)
+    try:
+        for x, y in data.eval_batches(split):
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").to(loss_sum.dtype)
+            confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
+            if on_batch is not None:  # e.g. the worst mistakes, below
+                on_batch(x, y, logits)
+    finally:
+        model.train(was_training)
+    n = data.split_size(split)
+    rows = confusion.view(k, k).tolist()  # host sync, once per evaluation
+    correct = sum(rows[i][i] for i in range(k))
+    return loss_sum.item() / n, correct / n, tuple(tuple(r) for r in rows)
 
 WRONG_EXAMPLES = 8  # confidently wrong examples kept by default
 MAX_IMAGE_SIDE = 32  # larger images are average-pooled down to this many pixels a side before leaving the device

@@ -30,6 +30,7 @@ from .control import Controller, RunState, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
 from .fault import Flagged, stop_before
+from .evaluation import evaluate_split
 from .instruments import Instruments
 from .pending import PendingSteps
 from .keeper import Checkpointer
@@ -296,32 +297,9 @@ class Trainer:
         if split not in ("val", "train"):
             raise ValueError(f"split must be 'val' or 'train', not {split!r}")
         self.flush()  # keep the records in order: steps before the evaluation of their weights
-        was_training = self.model.training
-        self.model.eval()
-        k = self.data.num_classes
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        confusion = torch.zeros(k * k, device=self.device, dtype=torch.long)
-        try:
-            for x, y in self.data.eval_batches(split):
-                logits = self.model(x)
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-                confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
-                if on_batch is not None:  # e.g. nktui.training.evaluation collects the worst mistakes
-                    on_batch(x, y, logits)
-        finally:
-            self.model.train(was_training)
-        n = self.data.split_size(split)
-        rows = confusion.view(k, k).tolist()  # host sync, once per evaluation
-        correct = sum(rows[i][i] for i in range(k))
-        result = EvalResult(
-            step=self.step_count,
-            epoch=self.epoch,
-            loss=loss_sum.item() / n,
-            accuracy=correct / n,
-            confusion=tuple(tuple(r) for r in rows),
-            classes=self.data.classes,
-            split=split,
-        )
+        loss, accuracy, confusion = evaluate_split(self.model, self.data, split, on_batch)
+        result = EvalResult(step=self.step_count, epoch=self.epoch, loss=loss, accuracy=accuracy, confusion=confusion,
+                            classes=self.data.classes, split=split)
         if split == "val":
             self.last_eval = result
             self.records.publish(result)

@@ -97,6 +97,7 @@ class NktuiApp(DebuggerKeys, App[int]):
         self.session = Session(config, paused=paused, keeper=run_lifecycle.make_keeper(self, config),
                                **self.trainer_kwargs)
         self.gradient_pane.clear_layers()
+        self.show_rewind_memory()  # (the new run's: none kept yet)
         self.config_pane.show_config(config)
         error = self.error_line
         error.display = False

@@ -39,7 +39,7 @@ class WhatIfScreen(ModalScreen[float | None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#whatif").border_title = "LR what-if: loss on the next batch after the next step"
+        self.query_one("#whatif").border_title = "LR what-if: the next step's batch, after the update, at 13 lrs"
         when_done(self, self.session.lr_whatif(), self.show, self.failed)
 
     def failed(self, error: BaseException) -> None:
@@ -48,8 +48,9 @@ class WhatIfScreen(ModalScreen[float | None]):
     def show(self, result: WhatIf) -> None:
         self.result = w = result
         self.query_one("#whatif-title", Static).update(
-            f"step {w.step}: loss now {number(w.loss_now, 4)} · current lr {lr_text(w.current_lr)} (yellow) · "
-            f"lowest at lr {w.best_lr:.3g} · Enter applies the selected LR"
+            f"step {w.step}'s batch: loss {number(w.loss_now, 4)} before the update (what the status bar shows once "
+            f"it is taken), and after it at each lr below · now lr {lr_text(w.current_lr)} (yellow) · lowest at lr "
+            f"{w.best_lr:.3g} · Enter applies the selected lr"
         )
         plot = self.query_one("#whatif-plot", PlotextPlot)
         plt = plot.plt
@@ -66,11 +67,11 @@ class WhatIfScreen(ModalScreen[float | None]):
         plot.refresh()
         table = self.query_one("#whatif-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("lr", "loss after the step", "change")
+        table.add_columns("lr", "loss after the update", "change")
         for i, (lr, loss) in enumerate(zip(w.lrs, w.losses)):
             mark = " ◀ now" if lr == w.current_lr else (" ◀ lowest" if lr == w.best_lr else "")
             change = loss - w.loss_now if math.isfinite(loss) else math.nan
-            table.add_row(f"{lr:.3g}{mark}", number(loss, 4), f"{change:+.4f}", key=str(i))
+            table.add_row(f"{lr:.3g}{mark}", number(loss, 4), ("+" if change > 0 else "") + number(change, 3), key=str(i))
         table.move_cursor(row=w.lrs.index(w.current_lr))
         table.focus()
 

@@ -34,8 +34,8 @@ class Field:
 FIELDS = (
     Field("dataset", "data", "text", tooltip="digits, mnist, fashion-mnist, cifar10 or imagefolder:PATH"),
     Field("model", "model", "text", tooltip="linear, mlp, cnn or package.module:factory"),
-    Field("hidden", "hidden", "hidden", tooltip="MLP hidden sizes, comma-separated: 128,64"),
-    Field("activation", "activ.", "choice", ACTIVATIONS),
+    Field("hidden", "hidden", "hidden", tooltip="the MLP's hidden layer sizes, comma-separated: 128,64"),
+    Field("activation", "activ.", "choice", ACTIVATIONS, tooltip="the activation between layers (mlp and cnn)"),
     Field("optimizer", "optim", "choice", OPTIMIZERS),
     Field("lr", "lr", "float", tooltip="learning rate: Enter applies it now, no restart", live=True),
     Field("momentum", "moment.", "float", tooltip="SGD momentum, 0 for plain SGD"),
@@ -47,15 +47,33 @@ FIELDS = (
     Field("device", "device", "text", tooltip="auto, cpu, cuda, cuda:N or mps"),
     # Watchpoints (pause the run when one fires; 0 switches one off). Enter applies them now, no restart.
     Field("watch", "watch", "choice", ("on", "off"), tooltip="all watchpoints on or off", live=True),
-    Field("watch_loss_jump", "l.jump×", "float", tooltip="the loss above X × its recent median", live=True),
-    Field("watch_grad_jump", "g.jump×", "float", tooltip="a layer's grad norm above X × its recent median", live=True),
-    Field("watch_ratio_high", "ratio>", "float", tooltip="update:weight ratio above this on K measured steps", live=True),
-    Field("watch_ratio_low", "ratio<", "float", tooltip="update:weight ratio below this on K measured steps", live=True),
-    Field("watch_ratio_steps", "K steps", "int", tooltip="measured steps in a row outside the ratio band", live=True),
-    Field("watch_vanishing", "vanish<", "float", tooltip="first layer's grad norm below X × the last layer's", live=True),
-    Field("watch_dead_relu", "dead>", "float", tooltip="dead ReLU fraction above this (needs --activations)", live=True),
+    Field("watch_loss_jump", "loss ×", "float", live=True,
+          tooltip="watchpoint: stop when the loss jumps above X times its recent median (0: off)"),
+    Field("watch_grad_jump", "grad ×", "float", live=True,
+          tooltip="watchpoint: stop when a layer's gradient norm jumps above X times its recent median (0: off)"),
+    Field("watch_ratio_high", "upd/w >", "float", live=True,
+          tooltip="watchpoint: stop when a layer's update:weight ratio stays above this for 'steps' measured steps"),
+    Field("watch_ratio_low", "upd/w <", "float", live=True,
+          tooltip="watchpoint: stop when a layer's update:weight ratio stays below this for 'steps' measured steps"),
+    Field("watch_ratio_steps", "  steps", "int", live=True,
+          tooltip="how many measured steps in a row the update:weight ratio must stay outside its band"),
+    Field("watch_vanishing", "vanish", "float", live=True,
+          tooltip="watchpoint: stop when the first layer's gradient norm is below X times the last layer's (0: off)"),
+    Field("watch_dead_relu", "dead", "float", live=True,
+          tooltip="watchpoint: stop when more than this fraction of a ReLU layer's units are dead (needs --activations)"),
 )
 LIVE_FIELDS = tuple(f.name for f in FIELDS if f.live)
+
+
+def applies(name: str, model: str, optimizer: str) -> bool:
+    """Whether a field means anything for this model and optimizer (the pane hides the others)."""
+    if name == "hidden":
+        return model == "mlp"
+    if name == "activation":
+        return model in ("mlp", "cnn")
+    if name == "momentum":
+        return optimizer == "sgd"
+    return True
 
 
 def field_text(config: RunConfig, field: Field) -> str:
@@ -89,6 +107,8 @@ class ConfigPane(VerticalScroll, can_focus=False):
 
     def compose(self) -> ComposeResult:
         for field in FIELDS:
+            if field.name == "watch":
+                yield Label(charset.text("watchpoints · 0: off"), classes="section")
             with Horizontal(classes="field", id=f"row-{field.name}"):
                 yield Label(charset.text(field.label), classes="field-label")
                 value = field_text(self.config, field)
@@ -152,10 +172,13 @@ class ConfigPane(VerticalScroll, can_focus=False):
 
     def refresh_marks(self) -> None:
         changed = set(self.changed_fields(self.config))
+        values = self.raw_values()
         for field in FIELDS:
-            self.query_one(f"#row-{field.name}").set_class(field.name in changed, "changed")
+            row = self.query_one(f"#row-{field.name}")
+            row.set_class(field.name in changed, "changed")
+            row.display = applies(field.name, values["model"].strip(), values["optimizer"])
         # In the border: the pane scrolls at 80x24, and the hint must stay in sight.
-        self.border_subtitle = "r applies the marks" if changed else "Enter: lr, watch now"
+        self.border_subtitle = "r applies the marks" if changed else "Enter applies"
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.refresh_marks()

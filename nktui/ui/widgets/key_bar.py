@@ -2,15 +2,20 @@
 
 At 80 columns the app has more keys than one line holds; the Footer would cut the last ones off. The KeyBar
 shows them all: `key Description` pairs, keys that do nothing in the current state greyed out (their action's
-`check_action` returned None), one line when they fit and two when they do not.
+`check_action` returned None), one line when they fit and two when they do not. While a field of the config pane
+is being edited (it takes the letter keys), the keys that work there.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from nktui.ui import charset
+
+
+EDITING = (("enter", "apply lr, steps or a watchpoint now"), ("tab", "next field"),
+           ("esc", "back to the panes (then r restarts with the marked changes)"))
 
 
 class KeyBar(Static):
@@ -68,4 +73,8 @@ class KeyBar(Static):
                 line += 1
             text.append_text(item)
             line += len(item)
+        if not text.plain and isinstance(self.app.focused, Input):  # a field being edited takes the letter keys
+            for key, description in EDITING:
+                text.append(charset.text(key), style=key_style)
+                text.append(f" {charset.text(description)}  ")
         self.update(text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from .ui.format import number  # (text only: no Textual)
+from .ui.format import number, rate  # (text only: no Textual)
 from .training import EvalResult, StepRecord, Trainer
 
 
@@ -70,7 +70,7 @@ class PlainProgress(Progress):
         parts = [f"step {self.step}/{self.limit}", f"epoch {self.epoch}", f"loss {number(means[0], 4)}", f"acc {means[1]:.3f}"]
         parts.append(f"lr {self.lr:g}")
         if self.rate:
-            parts.append(f"{number(self.rate)} samples/s")
+            parts.append(f"{rate(self.rate)} samples/s")
         if self.val is not None:
             parts.append(f"val_acc {self.val.accuracy:.3f}")
         # One write with its newline: print() writes the text and the newline apart, and a ctrl+c arriving between
@@ -109,7 +109,7 @@ class BarProgress(Progress):
             stats.append(f"loss {number(self._means[0], 4)}")
         stats.append(f"lr {self.lr:g}")
         if self.rate:
-            stats.append(f"{number(self.rate)} samples/s")
+            stats.append(f"{rate(self.rate)} samples/s")
         if self._means is not None and self.wide:
             stats.append(f"acc {self._means[1]:.3f}")
         if self.val is not None:

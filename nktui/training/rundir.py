@@ -274,6 +274,41 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def earlier_records(path: str | Path, up_to: int) -> list[StepRecord | EvalResult]:
+    """A run's history as its metrics.jsonl has it (one step row every log_every steps, every validation), as
+    records for the plot, up to step `up_to`: what a resumed run shows of the steps before it. Rows after a resume
+    row replace those of the same steps before it; a row that is not valid JSON ends the reading (a run killed
+    mid-line). [] when the file is missing or unreadable."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    break
+                if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                    continue
+                if row.get("type") == "resume":
+                    rows = [r for r in rows if r["step"] <= row["step"]]
+                elif row.get("type") in ("step", "eval") and row["step"] <= up_to:
+                    rows.append(row)
+    except (OSError, UnicodeDecodeError):
+        return []
+    records: list[StepRecord | EvalResult] = []
+    for row in rows:
+        loss, accuracy = row.get("loss"), row.get("accuracy")
+        if not isinstance(loss, (int, float)) or not isinstance(accuracy, (int, float)):
+            continue  # (a non-finite loss is written as null: nothing to plot)
+        epoch = row.get("epoch", 0) if isinstance(row.get("epoch"), int) else 0
+        if row["type"] == "step":
+            lr = row.get("lr") if isinstance(row.get("lr"), (int, float)) else 0.0
+            records.append(StepRecord(row["step"], epoch, float(loss), float(accuracy), float(lr)))
+        else:
+            records.append(EvalResult(row["step"], epoch, float(loss), float(accuracy), (), ()))
+    return records
+
+
 # -- checkpoints: in nktui.training.checkpoint (the full state); the names stay importable from here -------------
 CHECKPOINT_FUNCTIONS = ("atomic_save", "checkpoint_state", "load_checkpoint", "save_checkpoint")
 

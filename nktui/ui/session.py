@@ -63,6 +63,11 @@ class Session(Abilities):
             trainer_kwargs = {**trainer_kwargs, **keeper.trainer_kwargs()}
         self.controller: Controller = launch(config, paused=paused, **trainer_kwargs)
         self.history = RunHistory()
+        resume = getattr(keeper, "resume", None)
+        if resume is not None:  # the plot goes on from the run's own history, at metrics.jsonl's resolution
+            from nktui.training.rundir import METRICS_FILE, earlier_records
+
+            self.history.extend(earlier_records(resume.path.parent / METRICS_FILE, resume.step))
         self.latest_step: StepRecord | None = None
         self.latest_observed: StepRecord | None = None
         self.latest_eval: EvalResult | None = None

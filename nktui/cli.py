@@ -235,17 +235,22 @@ def run() -> NoReturn:
     Everything nktui writes is closed (and last.pt fsynced) before `main()` returns, and the terminal is restored.
     What remains is tearing down PyTorch's thousands of modules, which took 0.8 s after `import torch` and 1.7 s
     once an optimizer had imported torch._dynamo (PyTorch 2.14, 2 cores): most of the time between `q` and the
-    shell prompt. `os._exit` skips it; stdout and stderr are flushed first.
+    shell prompt. `os._exit` skips it; stdout and stderr are flushed first. A standard stream that was closed
+    (`nktui train >&-`) gets /dev/null under it first (`nktui.streams.fill_closed_fds`).
     """
+    from .streams import fill_closed_fds
+
+    fill_closed_fds()
     try:
         code = main()
     except KeyboardInterrupt:  # ctrl+c before the app or the trainer took over the terminal
         code = 130
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except OSError:  # a reader that went away (`nktui train | head`): nothing left to tell it
-            pass
+            if stream is not None:  # (None: closed when the process started)
+                stream.flush()
+        except (OSError, ValueError):  # a reader that went away (`nktui train | head`), /dev/full: nothing left
+            pass  # to tell it
     os._exit(code if isinstance(code, int) else 0)
 
 

@@ -9,14 +9,23 @@ and SIGHUP (the terminal or the SSH connection went away: `nktui.signals`) stop 
 `last.pt` first, print the summary and, as the last line, how to resume (exit 0). `--resume` continues a
 checkpoint (`nktui.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.keeper`).
 
-Exit codes: 0 finished or interrupted; 2 bad input (a one-line `nktui: error:`); 1 the run failed while
-training (the traceback goes to stderr and to `<run-dir>/nktui.log`). Imports no Textual.
+Write faults never end a run: a metrics file that cannot be written (a full disk) or a periodic last.pt that does
+not fit is one warning and the run goes on; stdout or stderr closed, full or gone (`nktui.streams`) drops what
+could not be printed, and what matters of it goes to nktui.log (a reader that went away, `| head`, stops the run
+as a signal would). nktui.log gets one line per exit: what happened, what last.pt holds, how to go on.
+
+Exit codes: 0 finished or interrupted, everything written; 2 bad input (a one-line `nktui: error:`), a run
+directory that cannot be written included; 1 the run failed while training (the traceback goes to stderr and to
+`<run-dir>/nktui.log`), or its final state could not be saved (one line says what last.pt still holds); 3 a
+watchpoint stopped it; 4 last.pt holds the final state but a metrics file is missing rows (a full disk: the
+warning named it). Imports no Textual.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -26,13 +35,16 @@ from typing import Any, TextIO
 from .cli import one_line, print_error
 from .gc_policy import freeze_what_is_built
 from .progress import BarProgress, PlainProgress
+from .run_report import Final, Outcome, Reporter, last_line, summary
 from .signals import StopSignals
+from .streams import StreamOutput
 from .training import EvalResult, NktuiError, RunConfig, RunState, Trainer
 from .training.devices import describe_device
 from .training.exporters import check_exports, enable_histograms, open_writers
 from .training.gpu import gpu_line, gpu_monitor
-from .training.keeper import RunKeeper, resume_command
+from .training.keeper import RunKeeper
 from .training.rundir import choose_run_dir
+from .training.safe_files import describe_write_error
 
 POLL_SECONDS = 0.2  # how often the records are read
 DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
@@ -45,41 +57,32 @@ WATCH_FLAGS = {  # the flag that switches each watchpoint off
 }
 
 
-@dataclass(frozen=True)
-class Final:
-    """What the training thread reports at the end: the step reached, what last.pt holds now (or why it could
-    not be written) and both evaluations of the final weights."""
-
-    step: int
-    epoch: int
-    train: EvalResult
-    val: EvalResult
-    saved_step: int | None = None
-    save_error: str | None = None
-
-
 def finalize(trainer: Trainer, keeper: RunKeeper) -> Final:
     """On the training thread: save `last.pt` first (weights holding nan/inf are refused: the last good one stays),
     then evaluate the final weights on both splits."""
     trainer.flush()
-    save_error = None
+    save_error, unsaved = None, False
     try:
         keeper.checkpointer.save(trainer)
-    except (NktuiError, OSError) as exc:  # nan weights, a full disk: say so after the summary
-        save_error = str(exc) if isinstance(exc, NktuiError) else f"cannot write last.pt: {exc.strerror or exc}"
+    except NktuiError as exc:  # nan weights: said after the summary
+        save_error = str(exc)
+    except Exception as exc:  # a full disk (OSError), or a bug: the previous last.pt stays, and the run says so
+        save_error, unsaved = describe_write_error(exc, keeper.checkpoint), True
+        if not isinstance(exc, OSError):
+            keeper.note(traceback.format_exc())
     val = trainer.last_eval
     if val is None or val.step != trainer.step_count:  # stopped between evaluations: evaluate these weights
         val = trainer.evaluate("val")
     train = trainer.evaluate("train")
-    return Final(trainer.step_count, trainer.epoch, train, val, keeper.saved_step, save_error)
+    return Final(trainer.step_count, trainer.epoch, train, val, keeper.saved_step, save_error, unsaved)
 
 
 # -- progress --------------------------------------------------------------------------------------------------
 def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | None = None, resume: Any = None) -> int:
     """Train `config` to its end (or Ctrl+C, SIGTERM, SIGHUP) and return the exit code. `resume`: a
     `nktui.resume.ResumePlan` to go on from."""
-    out = ReaderOutput(sys.stdout if out is None else out)
-    err = sys.stderr if err is None else err
+    out = StreamOutput(sys.stdout if out is None else out, "stdout")  # (None: closed when nktui started)
+    err = StreamOutput(sys.stderr if err is None else err, "stderr")
     try:
         check_exports(config)  # --tensorboard without tensorboard installed: say so before anything starts
         run_dir = resume.run_dir if resume is not None else choose_run_dir(config)
@@ -105,34 +108,7 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
         keeper.release()
 
 
-class ReaderOutput:
-    """stdout for `nktui train | head`: once the reader has gone (a broken pipe), writes are dropped instead of
-    raising, and `gone` says so; the run then stops at a step boundary and saves last.pt, as on a stop signal."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.gone = False
-
-    def write(self, text: str) -> int:
-        if not self.gone:
-            try:
-                self.stream.write(text)
-            except BrokenPipeError:
-                self.gone = True
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.gone:
-            try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self.gone = True
-
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-
-def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, err: TextIO) -> int:
+def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: StreamOutput, err: StreamOutput) -> int:
     # built on the training thread (with the checkpoint to resume from), held before step 1
     controller = Trainer.launch(config, paused=True, **keeper.trainer_kwargs())
     try:
@@ -141,7 +117,7 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, 
                 raise KeyboardInterrupt(stops.name)
     except KeyboardInterrupt:  # (raised by Python itself where the handlers could not be installed)
         controller.stop()
-        print("nktui: interrupted before the first step; nothing was written", file=err, flush=True)
+        err.say("nktui: interrupted before the first step; nothing was written")
         return 0
     if controller.state is RunState.FAILED:
         error = controller.error
@@ -149,7 +125,7 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: TextIO, 
             log = keeper.log_build_failure(controller.error_traceback) if error.__cause__ is not None else None
             print_error(f"{error} (traceback in {log})" if log else error, err)
             return 2
-        print(controller.error_traceback, end="", file=err, flush=True)  # a bug: keep its traceback
+        err.say(controller.error_traceback)  # a bug: keep its traceback
         return 1
     freeze_what_is_built()  # torch and the model: out of the cyclic collector's walks (see nktui.gc_policy)
     trainer: Trainer = controller.trainer
@@ -187,71 +163,62 @@ def _gpu_line(trainer: Trainer) -> str | None:
     return gpu_line(monitor.reading()) if monitor is not None else None
 
 
-@dataclass
-class Outcome:
-    code: int
-    final: Final | None = None  # set when the run ended at a step boundary and was evaluated
-    wall: float = 0.0
-    interrupted: bool = False
-    errors: tuple[str, ...] = ()  # printed to stderr once the progress bar is gone
-    stopped_by: str | None = None  # the watchpoint that ended the run
-
-
-def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSignals, out: TextIO, err: TextIO) -> int:
+def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSignals, out: StreamOutput,
+           err: StreamOutput) -> int:
     run_dir = keeper.run_dir
-    print(_describe(trainer, run_dir), file=out, flush=True)
+    report = Reporter(out, err, keeper)
+    report.say(_describe(trainer, run_dir))
     writer = open_writers(run_dir, trainer.config, trainer.instruments.names)  # metrics.jsonl, --csv, --tensorboard
     enable_histograms(trainer, trainer.config)
-    progress = (BarProgress if out.isatty() else PlainProgress)(out, trainer)
+    progress = report.progress = (BarProgress if out.isatty() else PlainProgress)(out, trainer)
     seq = 0
     lost = 0
     reader_gone = False
+    save_warned = False
 
     def drain() -> None:
-        nonlocal seq, lost, reader_gone
+        nonlocal seq, lost, reader_gone, save_warned
         new_seq, records = trainer.records.since(seq)
         lost += new_seq - seq - len(records)  # only if this thread fell a whole buffer behind
         seq = new_seq
         writer.write(records)
+        for line in writer.take_warnings():  # a full disk: once, not a line per row
+            report.warn(f"nktui: warning: {line}")
+        save_error = keeper.checkpointer.error  # a periodic last.pt that could not be written: once
+        if save_error and not save_warned:
+            save_warned = True
+            step = keeper.saved_step
+            kept = f"last.pt still holds step {step}" if step is not None else "no last.pt was written yet"
+            report.warn(f"nktui: warning: {save_error}; {kept}; the run goes on (the final save tries again)")
         progress.add(records)
         progress.refresh()
-        if getattr(out, "gone", False) and not reader_gone:  # `nktui train | head` has read enough: stop as a
-            reader_gone = True  # signal would (once: the drains while finishing go on quietly)
+        report.note_streams()
+        if out.gone and not reader_gone:  # `nktui train | head` has read enough: stop as a signal would (once:
+            reader_gone = True  # the drains while finishing go on quietly)
             raise KeyboardInterrupt("the reader of stdout went away")
 
     try:
         outcome = _follow(controller, trainer, keeper, stops, drain)
     finally:
         progress.close()
+        report.progress = None
         writer.close()
+    for line in writer.take_warnings():  # (closing the files may have failed too)
+        report.warn(f"nktui: warning: {line}")
     if lost:
-        print(f"nktui: warning: fell {lost} records behind; some rows are missing from metrics.jsonl", file=err)
+        report.tell(err, f"nktui: warning: fell {lost} records behind; some rows are missing from metrics.jsonl")
+    if outcome.traceback:
+        err.say(outcome.traceback)  # (nktui.log has it)
     for line in outcome.errors:
-        print(line, end="" if line.endswith("\n") else "\n", file=err, flush=True)
+        report.tell(err, line)
+    if outcome.code == 0 and writer.failed:  # last.pt holds the final state, but the rows are not all there
+        outcome.code = 4
     if outcome.final is not None:
-        _summary(out, trainer, outcome, run_dir, writer.files)
-    _last_line(out, trainer, keeper, outcome, stops.name)
+        summary(report, trainer, outcome, run_dir, writer.files)
+    stopped = (f"stopped by {stops.name} at step {{step}}" if stops.name
+               else "stopped at step {step}: the reader of stdout went away" if reader_gone else None)
+    last_line(report, trainer, outcome, stopped)
     return outcome.code
-
-
-def _last_line(out: TextIO, trainer: Trainer, keeper: RunKeeper, outcome: Outcome, signal: str | None) -> None:
-    """How to go on from last.pt: the last line printed (and, after a signal, noted in nktui.log)."""
-    if keeper.saved_step is None:
-        return
-    command = keeper.resume_command()
-    hit = trainer.watch_hit
-    if outcome.stopped_by and hit is not None:  # (the app, paused there, is where to look at it)
-        line = f"reproduce: {resume_command(keeper.checkpoint, headless=False)} --paused, then t traces step {hit.step}"
-    elif outcome.final is not None and outcome.final.step >= trainer.step_limit:
-        line = f"train further: {command} --steps {2 * trainer.step_limit}"
-    else:
-        line = f"resume: {command}"
-    if signal is not None:
-        keeper.note(f"nktui train: stopped by {signal} at step {trainer.step_count}; {line}")
-    try:
-        print(line, file=out, flush=True)
-    except (OSError, ValueError):  # the terminal or the pipe is gone (SIGHUP): nktui.log has it
-        pass
 
 
 def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSignals,
@@ -282,10 +249,10 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
         what = one_line(error) if isinstance(error, NktuiError) else f"{type(error).__name__}: {one_line(error)}"
         kept = ("last.pt was not written" if keeper.saved_step is None
                 else f"last.pt holds step {keeper.saved_step}, from before the fault")
-        summary = f"nktui: error: training failed after step {trainer.step_count}: {what} (traceback in {log}; {kept})"
-        return Outcome(1, errors=(controller.error_traceback, summary))
+        where = f"traceback in {log}" if log is not None else "traceback above"
+        line = f"nktui: error: training failed after step {trainer.step_count}: {what} ({where}; {kept})"
+        return Outcome(1, errors=(line,), traceback=controller.error_traceback)
 
-    checkpoint = keeper.checkpoint
     future = controller.call(lambda t: finalize(t, keeper))
     signals_before = stops.count
     try:
@@ -300,13 +267,16 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
     except KeyboardInterrupt:
         held = "no last.pt was written" if keeper.saved_step is None else f"last.pt holds step {keeper.saved_step}"
         return Outcome(130, errors=(f"nktui: interrupted again while finishing: exiting now; {held}",))
-    except OSError as exc:  # the disk is full, the folder went away ...
-        return Outcome(1, errors=(f"nktui: error: cannot write {checkpoint}: {exc.strerror or exc}",))
     finally:
         controller.stop()
         controller.join(timeout=10)
     drain()  # the evaluation finalize may have made
     errors = (f"nktui: warning: {final.save_error}",) if final.save_error else ()
+    if final.unsaved:  # the disk is full, the folder went read-only ...: the final state is not in last.pt
+        step = final.saved_step
+        kept = f"last.pt still holds step {step}" if step is not None else "no last.pt was written"
+        line = f"nktui: error: the final state (step {final.step}) was not saved: {final.save_error}; {kept}"
+        return Outcome(1, final, wall, interrupted and final.step < trainer.step_limit, errors=(line,))
     hit = trainer.watch_hit
     if hit is not None:
         switch = WATCH_FLAGS.get(hit.watchpoint)
@@ -315,32 +285,3 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
         lines[-1] += f" (to train on regardless: {regardless})"
         return Outcome(3, final, wall, errors=(*errors, *lines), stopped_by=hit.watchpoint)
     return Outcome(0, final, wall, interrupted and final.step < trainer.step_limit, errors=errors)
-
-
-def _summary(out: TextIO, trainer: Trainer, outcome: Outcome, run_dir: Path, files: tuple[str, ...]) -> None:
-    final, wall, interrupted = outcome.final, outcome.wall, outcome.interrupted
-    steps = final.step
-    rate = steps * trainer.config.batch_size / wall if wall > 0 else 0.0
-    if outcome.stopped_by:
-        hit = trainer.watch_hit
-        where = f"just before step {hit.step}" if hit is not None and hit.stopped_before else f"at step {steps}"
-        head = (f"stopped by the {outcome.stopped_by} watchpoint {where} of {trainer.step_limit} "
-                f"(epoch {final.epoch}) after {wall:.1f} s; {_held(final)}")
-    elif interrupted:
-        head = (
-            f"interrupted at step {steps} of {trainer.step_limit} (epoch {final.epoch}): stopped at a step "
-            f"boundary after {wall:.1f} s; {_held(final)}"
-        )
-    else:
-        head = f"finished {steps} steps (epoch {final.epoch}) in {wall:.1f} s, {rate:,.0f} samples/s"
-    lines = [head]
-    for label, ev in (("train", final.train), ("validation", final.val)):
-        correct = sum(ev.confusion[i][i] for i in range(len(ev.confusion)))
-        lines.append(f"{label:<10}  loss {ev.loss:.4f}  accuracy {ev.accuracy:.4f}  ({correct}/{ev.size})")
-    written = ("last.pt",) if final.saved_step is not None else ()
-    lines.append(f"run directory: {run_dir}  ({', '.join(('config.toml', *files, *written))})")
-    print("\n".join(lines), file=out, flush=True)
-
-
-def _held(final: Final) -> str:
-    return f"last.pt holds step {final.saved_step}" if final.saved_step is not None else "no last.pt was written"

@@ -49,6 +49,10 @@ class Progress:
         self._n = 0
         return means
 
+    def warn(self, line: str, err) -> bool:
+        """A warning while the run trains (a full disk), on stderr; False when it did not get through."""
+        return err.say(line)
+
     def report(self) -> None:  # a log step: plain output prints a line
         pass
 
@@ -117,6 +121,13 @@ class BarProgress(Progress):
         if self.wide:
             stats.append(f"epoch {self.epoch}")
         self.bar.update(self.task, completed=self.step, stats=" ".join(stats))
+
+    def warn(self, line: str, err) -> bool:
+        """On the terminal the bar is on: above the bar (a plain write there would tear it); elsewhere, stderr."""
+        if not err.isatty():
+            return err.say(line)
+        self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return self.out.problem is None
 
     def close(self) -> None:
         self.refresh()

@@ -196,7 +196,7 @@ def test_the_lock_of_a_killed_process_is_taken_over_and_its_temporaries_removed(
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     assert not stale.exists()
-    assert {p.name for p in folder.iterdir()} == {".lock", "config.toml", "metrics.jsonl", "last.pt"}
+    assert {p.name for p in folder.iterdir()} == {".lock", "config.toml", "metrics.jsonl", "last.pt", "nktui.log"}
     assert lock_holder(folder)["pid"] == run.pid  # the file stays; the lock went with the process
 
 

@@ -61,19 +61,55 @@ def nonfinite_tensor(state: Mapping[str, Any]) -> str | None:
     return None
 
 
+class _RecordingFile:
+    """The file torch.save writes through, keeping the OSError of a failed write: torch turns it into a
+    RuntimeError ("PytorchStreamWriter failed writing file ..."), and the caller needs the OS's words."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek ...: the file's own
+        return getattr(self.file, name)
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """torch.save into a temporary file in the same folder, flush, fsync, then rename over `path`: a crash
-    mid-write leaves the previous file intact."""
+    mid-write leaves the previous file intact. A write that fails (a full disk, EIO, a read-only folder) raises
+    the OSError, the temporary file is removed, and the previous `path` stays as it was."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            recording = _RecordingFile(f)
+            try:
+                torch.save(obj, recording)
+            except RuntimeError:
+                if recording.error is not None:  # the disk, not torch: say it in the OS's words
+                    raise recording.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise
     try:  # make the rename itself durable; not every platform can open a folder
         fd = os.open(path.parent, os.O_RDONLY)

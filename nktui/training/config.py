@@ -230,7 +230,10 @@ class RunConfig:
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_toml(), encoding="utf-8")
+        """Write the TOML whole or not at all (a full disk leaves the old file as it was); OSError if it cannot."""
+        from .safe_files import write_text_atomic
+
+        write_text_atomic(path, self.to_toml())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> RunConfig:

@@ -7,7 +7,9 @@
 
 Every writer here has `write(records)` and `close()` and is called by whoever reads `trainer.records` (`nktui
 train`'s main thread, the app's poll), never by the trainer: an export costs the training loop nothing. `RunWriters`
-hands the same records to all of a run's writers; `open_writers` makes the ones a RunConfig asks for.
+hands the same records to all of a run's writers; `open_writers` makes the ones a RunConfig asks for. A writer that
+cannot write (a full disk, EIO, a read-only folder) never raises: it stops taking rows, and `RunWriters.take_warnings`
+says so once, naming the file and the first step it lacks (`nktui.training.safe_files`).
 
 metrics.csv holds the same rows as metrics.jsonl's step and eval rows, in the same order, under a fixed header:
 
@@ -25,7 +27,10 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import math
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +39,7 @@ from .config import RunConfig
 from .errors import ConfigError
 from .records import EvalResult, LayerStats, StepRecord
 from .rundir import METRICS_FILE, MetricsWriter
+from .safe_files import describe_write_error
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_BINS = 30  # gradient histogram bins when TensorBoard asks for histograms and nobody else did
@@ -71,18 +77,22 @@ class CsvWriter(MetricsWriter):
 
     def __init__(self, path: str | Path, log_every: int, layers: Sequence[str]) -> None:
         self.layers = tuple(layers)
-        new = not Path(path).exists() or Path(path).stat().st_size == 0
-        super().__init__(path, log_every, newline="")
-        self._csv = csv.writer(self._file)
-        if new:
-            self._csv.writerow(csv_header(self.layers))
-            self._file.flush()
+        super().__init__(path, log_every)
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer)
+        if self._file.is_new:
+            self._file.append(self._line(csv_header(self.layers)))
 
-    def _emit(self, row: dict[str, Any]) -> bool:
+    def _line(self, cells: list[Any]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._csv.writerow(cells)
+        return self._buffer.getvalue()
+
+    def _emit(self, row: dict[str, Any]) -> str | None:
         if row["type"] not in ("step", "eval"):
-            return False
-        self._csv.writerow(["" if v is None else v for v in csv_values(row, self.layers)])
-        return True
+            return None
+        return self._line(["" if v is None else v for v in csv_values(row, self.layers)])
 
 
 def read_csv(path: str | Path) -> list[dict[str, float | int | None]]:
@@ -136,74 +146,183 @@ def tensorboard_histogram(stats: LayerStats) -> dict[str, Any] | None:
 
 class TensorBoardWriter:
     """Scalars and gradient histograms of the logged steps and every validation, as TensorBoard event files in
-    `log_dir` (torch's SummaryWriter: its own thread writes the file, flushed every `flush_secs` and on close)."""
+    `log_dir` (torch's SummaryWriter: its own thread writes the file, flushed every `flush_secs` and on close).
+
+    A write error (a full disk) never raises: `error` keeps it, `lost_from` the first step it lost, and the writer
+    takes nothing more. The writing thread's own report of it (a traceback on stderr) is kept quiet."""
 
     def __init__(self, log_dir: str | Path, log_every: int, *, flush_secs: int = 10) -> None:
         check_exports(RunConfig(tensorboard=True))
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = Path(log_dir)
+        self.path = self.log_dir  # (what a warning names)
         self.log_every = log_every
         self.rows = 0
-        self._writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        self.last_step: int | None = None
+        self.lost_from: int | None = None
+        self.error: OSError | None = None
+        self._writer = None
+        try:
+            self._writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        except OSError as exc:
+            self.error = exc
+            return
+        worker = _event_thread(self._writer)
+        if worker is not None:
+            _quiet_threads.add(worker)
+            _install_thread_hook()
 
     def _scalar(self, tag: str, value: float | None, step: int) -> None:
         if value is not None and math.isfinite(value):  # TensorBoard draws nan as a gap anyway; leave it out
             self._writer.add_scalar(tag, value, step)
 
     def write(self, records: Iterable[Any]) -> int:
+        if self.error is not None or self._writer is None:
+            return 0
         written = 0
-        for record in records:
-            if isinstance(record, StepRecord) and record.step % self.log_every == 0:
-                step = record.step
-                self._scalar("train/loss", record.loss, step)
-                self._scalar("train/accuracy", record.accuracy, step)
-                self._scalar("train/lr", record.lr, step)
-                self._scalar("train/samples_per_sec", record.samples_per_sec, step)
-                for name, stats in record.layers.items():
-                    self._scalar(f"grad_norm/{name}", stats.grad_norm, step)
-                    self._scalar(f"update_ratio/{name}", stats.update_ratio, step)
-                    histogram = tensorboard_histogram(stats)
-                    if histogram is not None:
-                        self._writer.add_histogram_raw(f"grad/{name}", global_step=step, **histogram)
-                written += 1
-            elif isinstance(record, EvalResult) and record.split == "val":
-                self._scalar("val/loss", record.loss, record.step)
-                self._scalar("val/accuracy", record.accuracy, record.step)
-                written += 1
+        step = None
+        try:
+            for record in records:
+                if isinstance(record, StepRecord) and record.step % self.log_every == 0:
+                    step = record.step
+                    self._scalar("train/loss", record.loss, step)
+                    self._scalar("train/accuracy", record.accuracy, step)
+                    self._scalar("train/lr", record.lr, step)
+                    self._scalar("train/samples_per_sec", record.samples_per_sec, step)
+                    for name, stats in record.layers.items():
+                        self._scalar(f"grad_norm/{name}", stats.grad_norm, step)
+                        self._scalar(f"update_ratio/{name}", stats.update_ratio, step)
+                        histogram = tensorboard_histogram(stats)
+                        if histogram is not None:
+                            self._writer.add_histogram_raw(f"grad/{name}", global_step=step, **histogram)
+                    written += 1
+                    self.last_step = step
+                elif isinstance(record, EvalResult) and record.split == "val":
+                    step = record.step
+                    self._scalar("val/loss", record.loss, record.step)
+                    self._scalar("val/accuracy", record.accuracy, record.step)
+                    written += 1
+                    self.last_step = step
+        except OSError as exc:  # (raised here once the writing thread has failed)
+            self.error = exc
+            self.lost_from = self.last_step if step is None else step
         self.rows += written
         return written
 
     def flush(self) -> None:
-        self._writer.flush()
+        if self._writer is not None and self.error is None:
+            try:
+                self._writer.flush()
+            except OSError as exc:
+                self.error = exc
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except OSError as exc:
+                self.error = self.error or exc
+
+
+_quiet_threads: weakref.WeakSet = weakref.WeakSet()  # TensorBoard's writing threads: their OSError is reported here
+_hook_installed = False
+
+
+def _event_thread(writer: Any) -> threading.Thread | None:
+    """The thread that writes a SummaryWriter's event file (torch -> tensorboard internals; None if not found)."""
+    event_writer = getattr(getattr(writer, "file_writer", None), "event_writer", None)
+    worker = getattr(getattr(event_writer, "_async_writer", None), "_worker", None)
+    return worker if isinstance(worker, threading.Thread) else None
+
+
+def _install_thread_hook() -> None:
+    """A write error kills TensorBoard's writing thread, and Python prints its traceback; the writer's next call
+    raises the same error, which `TensorBoardWriter.write` turns into one warning. So those tracebacks are not
+    printed (every other thread's exceptions go to the hook as before)."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    _hook_installed = True
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.thread in _quiet_threads and issubclass(args.exc_type, OSError):
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 # -- all of a run's writers -------------------------------------------------------------------------------------
 class RunWriters:
-    """The writers of one run, fed the same records. `rows` counts metrics.jsonl's rows (the first writer)."""
+    """The writers of one run, fed the same records. `rows` counts metrics.jsonl's rows (the first writer).
+
+    A writer that cannot write (a full disk, EIO, a read-only folder) never stops the run: it drops what follows,
+    and `take_warnings` gives one line for the writers that failed since the last call (never one per row)."""
 
     def __init__(self, writers: Sequence[Writer], files: Sequence[str]) -> None:
         self.writers = list(writers)
-        self.files = tuple(files)  # what they write, for the closing summary: metrics.jsonl, metrics.csv ...
+        self.names = tuple(files)  # what each writer writes: metrics.jsonl, metrics.csv ...
+        self._reported: set[int] = set()
 
     @property
     def rows(self) -> int:
         return getattr(self.writers[0], "rows", 0) if self.writers else 0
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """What the run wrote, for the closing summary: `metrics.jsonl`, or `metrics.jsonl (to step 40)` when a
+        write failed after that row; a file that got no row is not named."""
+        shown = []
+        for name, writer in zip(self.names, self.writers, strict=True):
+            if getattr(writer, "error", None) is None:
+                shown.append(name)
+            elif getattr(writer, "last_step", None) is not None:
+                shown.append(f"{name} (to step {writer.last_step})")
+        return tuple(shown)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """The files some rows could not be written to."""
+        return tuple(name for name, w in zip(self.names, self.writers, strict=True) if getattr(w, "error", None))
+
     def write(self, records: Iterable[Any]) -> int:
         records = list(records)
-        counts = [writer.write(records) for writer in self.writers]
+        counts = []
+        for writer in self.writers:
+            try:
+                counts.append(writer.write(records))
+            except OSError as exc:  # (a writer of another kind: the same rule)
+                counts.append(0)
+                if getattr(writer, "error", None) is None:
+                    writer.error = exc
         return counts[0] if counts else 0
 
+    def take_warnings(self) -> list[str]:
+        """One line for the writers that failed since the last call (none when nothing new failed)."""
+        new = [(i, w) for i, w in enumerate(self.writers) if getattr(w, "error", None) and i not in self._reported]
+        if not new:
+            return []
+        self._reported.update(i for i, _ in new)
+        parts = []
+        for i, writer in new:
+            lost = getattr(writer, "lost_from", None)
+            parts.append(describe_write_error(writer.error, getattr(writer, "path", self.names[i]))
+                         + (f" (its rows from step {lost} on are missing)" if lost is not None else ""))
+        return ["; ".join(parts) + f"; the run goes on without {'it' if len(new) == 1 else 'them'}"]
+
     def close(self) -> None:
+        """Close every writer; a write error here is one more warning (`take_warnings`), never an exception."""
         errors = []
         for writer in self.writers:
             try:
                 writer.close()
-            except Exception as exc:  # close them all, then report the first failure
+            except OSError as exc:
+                if getattr(writer, "error", None) is None:
+                    writer.error = exc
+            except Exception as exc:  # close them all, then report the first failure (a bug)
                 errors.append(exc)
         if errors:
             raise errors[0]

@@ -207,7 +207,10 @@ class RunKeeper:
         if not self.created or self.failure_logged or not text:
             return None
         self.failure_logged = True
-        return write_log(self.run_dir, text)
+        try:
+            return write_log(self.run_dir, text)
+        except OSError:  # a full disk: the traceback still goes to stderr (the app: its error line)
+            return None
 
     def log_build_failure(self, text: str) -> Path | None:
         """A trainer that could not be built (the user's model failed its check): its traceback into nktui.log when

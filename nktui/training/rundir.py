@@ -2,14 +2,16 @@
 
     runs/20250101-120000/
         config.toml     RunConfig.save() at the start: `nktui --config runs/.../config.toml` repeats the run
-        metrics.jsonl   one JSON object per line, written by the reader of `trainer.records` (never the trainer)
+        metrics.jsonl   one JSON object per line, written by the reader of `trainer.records` (never the trainer);
+                        a full disk cuts it at a whole row and is said once (nktui.training.safe_files)
         last.pt         the newest checkpoint, written atomically on the training thread (nktui.training.checkpoint)
         nktui.log       the traceback, when the training thread failed; how a run stopped on a signal
         .lock           held (flock) by the nktui process whose run writes here; it holds that process's id
 
 A run owns its folder: `claim_run_dir` makes it (a fresh `runs/<date-time>` with an exclusive mkdir, `-2`, `-3` ...
 when another process made that name first) and locks it (`nktui.training.runlock`: `.lock`, flock) for as long as
-the run can write there; a folder another live nktui process holds is refused with one line naming its pid.
+the run can write there; a folder another live nktui process holds is refused with one line naming its pid, and so
+is one nktui cannot write into (`check_writable`: a read-only folder or mount, before anything trains).
 
 metrics.jsonl rows:
 
@@ -34,14 +36,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .config import RunConfig
 from .errors import ConfigError
 from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
+from .safe_files import AppendFile
 from .runlock import (  # noqa: F401 (the lock's names are importable from here too)
     LOCK_FILE,
     check_not_in_use,
@@ -145,8 +149,26 @@ def claim_run_dir(path: str | Path, *, fresh: bool = False, resume: bool = False
             release_run_dir(path, used=False)
             raise
     if claim.count == 1:
+        try:
+            check_writable(path)
+        except OSError as exc:  # before anything trains: a run that could save nothing is refused
+            release_run_dir(path, used=resume)
+            why = exc.strerror or exc
+            if resume:
+                raise ConfigError(f"cannot resume in {path}: nktui cannot write there ({why}), so last.pt could not "
+                                  "move on; give --run-dir NEW to write the resumed run elsewhere") from None
+            raise ConfigError(f"cannot write the run directory {path}: {why}") from None
         remove_stale_temporaries(path)
     return path
+
+
+def check_writable(path: Path) -> None:
+    """OSError unless a new file can be made in `path` (where last.pt's temporary file goes): a read-only folder
+    or file system. (A root process may write where the permission bits say no: it is the OS that decides.)"""
+    probe = path / f".{CHECKPOINT_FILE}.tmp-{os.getpid()}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    probe.unlink()
 
 
 def _missing(path: Path) -> list[Path]:
@@ -211,14 +233,23 @@ def eval_row(result: EvalResult) -> dict[str, Any]:
 
 
 class MetricsWriter:
-    """Appends rows for records to `metrics.jsonl`. Call `write()` from the thread that reads the records."""
+    """Appends rows for records to `metrics.jsonl`. Call `write()` from the thread that reads the records.
 
-    def __init__(self, path: str | Path, log_every: int, *, newline: str | None = None) -> None:
+    A full disk or a write error never raises: the batch that failed is cut off whole (`AppendFile`), `error` says
+    why and `lost_from` the step of its first row, and later rows are dropped (the caller says so once)."""
+
+    def __init__(self, path: str | Path, log_every: int) -> None:
         self.path = Path(path)
         self.log_every = log_every
         self.rows = 0
+        self.last_step: int | None = None  # the step of the newest row written
+        self.lost_from: int | None = None  # the step of the first row that could not be written
         self._fired_row: int | None = None
-        self._file: IO[str] = open(self.path, "a", encoding="utf-8", newline=newline)
+        self._file = AppendFile(self.path)
+
+    @property
+    def error(self) -> OSError | None:
+        return self._file.error
 
     def row_for(self, record) -> dict[str, Any] | None:
         """The row a record gets, or None for a step that is not logged."""
@@ -236,8 +267,9 @@ class MetricsWriter:
         return None
 
     def write(self, records: Iterable[StepRecord | EvalResult]) -> int:
-        """Write the rows of these records and flush; returns how many rows were written."""
-        written = 0
+        """Write the rows of these records (one write); returns how many rows were written (0 once it failed)."""
+        lines: list[str] = []
+        first_step = last_step = None
         for record in records:
             fired = record.record if isinstance(record, WatchHit) else None
             if fired is not None and fired.step % self.log_every and fired.step != self._fired_row:
@@ -246,17 +278,24 @@ class MetricsWriter:
             else:
                 rows = [self.row_for(record)]
             for row in rows:
-                if row is not None and self._emit(row):
-                    written += 1
-        if written:
-            self._file.flush()
-        self.rows += written
-        return written
+                text = None if row is None else self._emit(row)
+                if text is not None:
+                    lines.append(text)
+                    first_step = row["step"] if first_step is None else first_step
+                    last_step = row["step"]
+        if not lines:
+            return 0
+        if not self._file.append("".join(lines)):
+            if self.lost_from is None:
+                self.lost_from = first_step
+            return 0
+        self.rows += len(lines)
+        self.last_step = last_step
+        return len(lines)
 
-    def _emit(self, row: dict[str, Any]) -> bool:
-        """Write one row; False if this file has no place for it. (Subclasses write other formats.)"""
-        self._file.write(json.dumps(row, allow_nan=False, separators=(",", ":")) + "\n")
-        return True
+    def _emit(self, row: dict[str, Any]) -> str | None:
+        """The line of one row; None if this file has no place for it. (Subclasses write other formats.)"""
+        return json.dumps(row, allow_nan=False, separators=(",", ":")) + "\n"
 
     def close(self) -> None:
         self._file.close()

@@ -70,8 +70,11 @@ def lock_folder(path: Path, made: list[Path]) -> _Claim:
         os.close(fd)  # the holder gave up an unused folder and removed it while this process waited: again
         path.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps({"pid": os.getpid(), "started": started}) + "\n").encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps({"pid": os.getpid(), "started": started}) + "\n").encode(), 0)
+    except OSError:  # a full disk: the lock holds all the same; another process just cannot name this one
+        pass
     _held[key] = claim = _Claim(fd, made=made)
     return claim
 
@@ -95,7 +98,10 @@ def release_run_dir(path: str | Path, *, used: bool = True) -> None:
         return
     del _held[key]
     if not claim.used:  # unlinked while still locked: a process waiting for it sees the file gone and retries
-        lock_path.unlink(missing_ok=True)
+        try:
+            lock_path.unlink(missing_ok=True)
+        except OSError:  # a folder that turned read-only: the lock goes with the close below
+            pass
         for folder in claim.made:
             try:
                 folder.rmdir()

@@ -113,6 +113,8 @@ class NktuiApp(DebuggerKeys, App[int]):
             self.on_state_changed()
         if changes.saved_step is not None or changes.save_error:
             self.on_checkpoint(changes)
+        if changes.write_warnings:
+            run_lifecycle.report_write_warnings(self, changes.write_warnings)
         if changes.rewound is not None:
             self.notify(f"rewound to step {changes.rewound.step}: the next step replays step {changes.rewound.step + 1}",
                         title="Rewind", timeout=4)
@@ -339,13 +341,14 @@ class NktuiApp(DebuggerKeys, App[int]):
         self.shutdown("quit")
 
     def shutdown(self, reason: str) -> None:
-        """Save last.pt, stop the trainer, write the last records, exit with code 0 (q, ctrl+c, stop signals)."""
+        """Save last.pt, stop the trainer, write the last records, exit with code 0 (q, ctrl+c, stop signals), or 1
+        when last.pt could not take the final state (the exit line says what it holds)."""
         if self.closing:  # (a signal during a quit: that quit goes on)
             return
         self.closing = True
         if self.session is not None:
             self.exit_line = self.session.close(reason, timeout=run_lifecycle.SAVE_TIMEOUT)
-        self.exit(0)
+        self.exit(1 if self.session is not None and self.session.unsaved else 0)  # 1: the final state is not saved
 
     def action_save_checkpoint(self) -> None:
         run_lifecycle.save_now(self)  # last.pt now, on the training thread; the tick reports it (on_checkpoint)

@@ -20,7 +20,8 @@ class Changes:
     watches: tuple[WatchHit, ...] = ()
     saved_step: int | None = None  # a last.pt asked for (`s`, the end of the run) was written, holding this step
     save_error: str | None = None  # ... or could not be written, and why
+    write_warnings: tuple[str, ...] = ()  # files that could not be written (a full disk), each said once
 
     def __bool__(self) -> bool:
         return bool(self.steps or self.observed or self.evaluation or self.state or self.rewound or self.watch
-                    or self.saved_step is not None or self.save_error)
+                    or self.saved_step is not None or self.save_error or self.write_warnings)

@@ -10,7 +10,7 @@ claims its own folder too, before its trainer is built, and lets it go when it c
 
 Every way out saves last.pt first (at a step boundary, on the training thread): `q`, ctrl+c (a key inside the
 app), and the signals SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped SSH connection). Then the app
-exits with code 0, Textual gives the terminal back, and `run_app` prints the line that says what last.pt holds and
+exits with code 0 (1 when last.pt could not take the final state: a full disk), Textual gives the terminal back, and `run_app` prints the line that says what last.pt holds and
 how to resume. After a stop signal `exit_watchdog` ends the process within SIGNAL_EXIT_SECONDS whatever happens.
 No widgets here; no tensor code (the training thread writes the checkpoint).
 """
@@ -113,7 +113,8 @@ def run(app_class: Any, config: Any, *, paused: bool = False, resume: Any = None
             app.exit_line = app.session.close("the app ended", timeout=SAVE_TIMEOUT)
         release_run_dir(run_dir, used=False)  # (the first session's own claim says whether it wrote there)
         print_line(app.exit_line)
-    return code if isinstance(code, int) else (app.return_code or 0)
+    code = code if isinstance(code, int) else (app.return_code or 0)
+    return 1 if code == 0 and app.session is not None and app.session.unsaved else code  # the final state: lost
 
 
 # -- what the app says about last.pt -----------------------------------------------------------------------------------
@@ -131,6 +132,16 @@ def report_checkpoint(app: Any, changes: Any) -> None:
     else:
         path = app.session.keeper.checkpoint
         app.notify(f"{path} holds step {changes.saved_step}", title="Saved", timeout=4, markup=False)
+
+
+def report_write_warnings(app: Any, lines: tuple[str, ...]) -> None:
+    """Files that could not be written (a full disk): a notice each (the poll says each once), and nktui.log if it
+    can take them. The run trains on."""
+    keeper = app.session.keeper if app.session is not None else None
+    for line in lines:
+        app.notify(line, title="Cannot write", severity="warning", timeout=12, markup=False)
+        if keeper is not None:
+            keeper.note(f"nktui: warning: {line}")
 
 
 def failure_note(session: Any) -> str:

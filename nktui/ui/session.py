@@ -31,6 +31,7 @@ from nktui.training.history import RunHistory
 from nktui.training.keeper import RunKeeper
 from nktui.ui.abilities import Abilities
 from nktui.ui.changes import Changes
+from nktui.ui.session_files import SessionFiles, save_problem
 
 HISTOGRAM_BINS = 16
 SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth
@@ -45,7 +46,7 @@ def app_threads() -> int:
     return max(1, cores - 1)
 
 
-class Session(Abilities):
+class Session(Abilities, SessionFiles):
     def __init__(self, config: RunConfig, *, paused: bool = False, keeper: RunKeeper | None = None,
                  **trainer_kwargs) -> None:
         """`keeper`: the run directory to write (config.toml, metrics.jsonl, last.pt, nktui.log); None: no files."""
@@ -88,6 +89,8 @@ class Session(Abilities):
         self.saves: list[Future] = []  # last.pt writes asked for and not reported yet
         self.failure_log: Path | None = None  # nktui.log, once a failure's traceback is in it
         self.closed = False
+        self.unsaved = False  # close() could not write the final state into last.pt
+        self.warned: set[str] = set()  # the write problems the app was told of (once each)
         if keeper is not None:
             self.export_dir = keeper.run_dir  # claimed; config.toml is written once the trainer is built: see poll
 
@@ -119,6 +122,7 @@ class Session(Abilities):
             self._seq, records = trainer.records.since(self._seq)
             if self.exports is not None and records:
                 self.exports.write(records)  # here, on the app's thread: exports cost the training loop nothing
+            self._write_warnings(changes)  # a full disk: a notice, once; the run goes on
             for record in records:
                 self.history.add(record)
                 if isinstance(record, StepRecord):
@@ -260,78 +264,9 @@ class Session(Abilities):
         if self.export_dir is not None and self.trainer is not None:
             self.poll(want_snapshot=False)  # the last records into the files (and a run no poll saw yet: all)
         if self.exports is not None:
-            self.exports.close()
+            self.exports.close()  # (a write error here is no exception: the files say what they hold)
             self.exports = None
         return ended
-
-    # -- exports ------------------------------------------------------------------------------------------------------
-    def open_exports(self, run_dir) -> None:
-        """Write this run's records into `run_dir` (metrics.jsonl, and metrics.csv and TensorBoard event files when
-        the config asks for them), from `poll()`. Call it before the first poll, or at any time: the writers open
-        once the trainer is built (they need its layer names) and get every record from then on."""
-        self.export_dir = run_dir
-        if self._configured and self.exports is None:
-            self._open_exports(self.trainer)
-
-    def _open_exports(self, trainer) -> None:
-        run_dir = self.export_dir
-        if run_dir is None or self.exports is not None:
-            return
-        from nktui.training.exporters import enable_histograms, open_writers
-
-        try:
-            self.exports = open_writers(run_dir, self.config, trainer.instruments.names)
-        except (OSError, NktuiError) as exc:  # no tensorboard, a folder we cannot write: train on, and say so
-            self.export_error = f"no exports to {run_dir}: {exc}"
-            self.export_dir = None
-            return
-        enable_histograms(trainer, self.config)
-
-    # -- the run directory and last.pt ------------------------------------------------------------------------------
-    def _create_run_dir(self) -> None:
-        keeper = self.keeper
-        if keeper is None or keeper.created:
-            return
-        try:
-            keeper.create()
-        except NktuiError as exc:  # a folder we cannot write: train on without files, and say so
-            self.export_error = str(exc)
-            self.export_dir = None
-
-    def _on_state(self, state: RunState) -> None:
-        if self.keeper is None or self.closed:
-            return
-        if state is RunState.FINISHED:
-            self.save()  # the end of the run
-        elif state is RunState.FAILED:
-            self.failure_log = self.keeper.log_failure(self.controller.error_traceback)
-
-    def save(self) -> bool:
-        """Ask for last.pt now (the `s` key); a later poll reports it. A failed run writes the state kept from just
-        before the failing step. False when there is no run directory or no trainer that could save."""
-        if self.keeper is None or not self.keeper.created or self.trainer is None:
-            return False
-        if self.state is RunState.FAILED:
-            self.saves.append(self.keeper.save_fault_state())
-            return True
-        if self.state.is_over:
-            return False
-        self.saves.append(self.keeper.save(self.controller))
-        return True
-
-    def _report_saves(self, changes: Changes) -> None:
-        while self.saves and self.saves[0].done():
-            future = self.saves.pop(0)
-            error = future.exception()
-            if error is None:
-                changes.saved_step = future.result()
-            else:
-                changes.save_error = str(error)
-
-    @property
-    def checkpoint_error(self) -> str | None:
-        """Why the newest periodic last.pt could not be written (a full disk, nan weights), if it could not."""
-        return self.keeper.checkpointer.error if self.keeper is not None else None
 
     def close(self, reason: str = "quit", *, save: bool = True, timeout: float = 2.0) -> str | None:
         """End the run for good: write last.pt (unless the run failed or never started), stop the trainer, write
@@ -351,7 +286,8 @@ class Session(Abilities):
             except FutureTimeout:
                 problem = "the trainer did not reach a step boundary in time, so last.pt was not updated"
             except Exception as exc:  # nan weights, a full disk: the previous last.pt stays
-                problem = str(exc)
+                problem = save_problem(exc, self.keeper)
+            self.unsaved = problem is not None
         trainer = self.trainer
         step = trainer.step_count if trainer is not None else 0
         ended = self.stop(min(timeout, 1.0))

@@ -57,7 +57,7 @@ def lr_text(lr: float) -> str:
 def rate(samples_per_sec: float | None) -> str:
     if samples_per_sec is None:
         return "-"
-    if not math.isfinite(samples_per_sec):
+    if not math.isfinite(samples_per_sec) or not 0 <= samples_per_sec < 1e12:  # (no rate is; say what it is)
         return number(samples_per_sec)
     if samples_per_sec >= 1e6:
         return f"{samples_per_sec / 1e6:.1f}M"

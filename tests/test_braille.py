@@ -63,6 +63,9 @@ def test_tick_labels_carry_the_decimals_their_spacing_needs():
 
 
 def test_fit_axis_gives_a_flat_series_room_and_a_log_axis_positive_values_only():
-    assert fit_axis([2.0, 2.0]) == Axis(1.5, 2.5)
+    assert fit_axis([2.0, 2.0]) == Axis(1.8, 2.2)
+    low = fit_axis([4e-4])  # one point after a resume: an axis at its own scale, around it
+    assert low.low < 4e-4 < low.high and low.low > 0 and low.high - low.low < 1e-3
+    assert fit_axis([0.0]) == Axis(-0.5, 0.5)
     assert fit_axis([-1.0, 0.0, 0.1, 10.0], log=True) == Axis(0.1, 10.0, log=True)
     assert fit_axis([]) == Axis(0.0, 1.0)

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from nktui import cli
+from nktui.training.config import APP_DEFAULT_STEPS
 from nktui.training import RunConfig, StepRecord, Trainer
 from nktui.training.errors import CheckpointError, ConfigError
 from nktui.training.records import EvalResult, LayerStats, frozen_mapping
@@ -332,7 +333,7 @@ def test_app_path_calls_run_app_with_the_config(monkeypatch, capsys):
     fake.run_app = lambda config, paused=False: calls.append((config, paused)) or 0
     monkeypatch.setitem(sys.modules, "nktui.ui.app", fake)
     assert cli.main(["--paused", "--model", "cnn"]) == 0
-    assert calls == [(RunConfig(model="cnn"), True)]
+    assert calls == [(RunConfig(model="cnn", steps=APP_DEFAULT_STEPS), True)]  # the app's run goes on until stopped
     monkeypatch.setitem(sys.modules, "nktui.ui.app", None)  # the app is not there: one clear line
     assert cli.main([]) == 1
     err = capsys.readouterr().err

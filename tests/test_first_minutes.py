@@ -96,8 +96,8 @@ async def test_the_status_line_and_the_gradient_pane_show_the_same_step(apps):
         await until(pilot, lambda: app.session.trainer.step_count > 200, "some training", 60)
         await pilot.press("space")
         await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
-        await until(pilot, lambda: shown_steps(app)[0] == shown_steps(app)[1], "the same step after a pause", 10)
-        assert shown_steps(app)[1] == app.session.trainer.step_count
+        count = app.session.trainer.step_count  # (paused: it stays)
+        await until(pilot, lambda: shown_steps(app) == (count, count), "the same step after a pause", 20)
         target = app.session.trainer.step_count + 1
         await pilot.press("n")
         await until(pilot, lambda: shown_steps(app) == (target, target), "the same step after n", 10)
@@ -125,3 +125,20 @@ def test_one_index_notation_everywhere():
     assert index_text(5, (10,)) == "5"
     assert index_text(0, ()) == "0"
     assert index_text(3 * 9 + 2 * 3 + 1, (2, 3, 3, 3)) == "1,0,2,1"
+
+
+async def test_a_resumed_run_plots_its_earlier_history(apps, tmp_path, capsys):
+    from nktui.resume import plan_resume
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "--device", "cpu", "--steps", "200", "--log-every", "20", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    config, plan = plan_resume(run / "last.pt", {"steps": 400})
+    app = NktuiApp(config, paused=True, run_dir=plan.run_dir, resume=plan)
+    apps.append(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        points = app.session.history.train_loss.points()
+        assert [p.first for p in points] == list(range(20, 201, 20))  # metrics.jsonl's rows, before any new step
+        assert app.session.history.val_loss.points()  # and its evaluations
+        await pilot.press("q")

@@ -357,3 +357,32 @@ def test_progress_is_readable_from_another_thread_while_computing(make_trainer):
         done.set()
         watcher.join()
     assert progress.fraction == 1.0 and seen == sorted(seen)
+
+
+class SlowLinear(torch.nn.Module):
+    """A linear model whose every forward pass takes 10 ms: a grid of 31x31 would take ~10 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.01)
+        return self.fc(x.flatten(1))
+
+
+def test_a_slow_model_gets_a_coarser_grid_within_the_budget():
+    from nktui.training.landscape import BUDGET_SECONDS, SurfaceRequest, compute_surface
+
+    from nktui.training import RunConfig, Trainer
+
+    trainer = Trainer(RunConfig(device="cpu", seed=0), model=SlowLinear())
+    trainer.step()
+    surface = compute_surface(trainer, SurfaceRequest(layer="fc.weight"))
+    assert len(surface.xs) < 31 and len(surface.xs) % 2 == 1
+    assert surface.seconds < BUDGET_SECONDS + 3
+    assert any("would have taken" in note for note in surface.notes)
+    exact = compute_surface(trainer, SurfaceRequest(layer="fc.weight", resolution=5, budget=None, with_slice=False))
+    assert len(exact.xs) == 5

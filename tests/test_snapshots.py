@@ -47,7 +47,7 @@ async def three_steps(pilot) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("size", [(60, 16), (80, 24), (120, 40)], ids=["60x16", "80x24", "120x40"])
 def test_paused_after_three_steps(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=three_steps)
 

@@ -41,7 +41,9 @@ from .landscape_directions import (
 
 MODES = ("weights", "random", "path")
 DEFAULT_RESOLUTION = 31
+MIN_RESOLUTION = 9
 DEFAULT_SAMPLES = 256
+BUDGET_SECONDS = 5.0  # training waits while a surface computes: a grid that would take longer is made coarser
 SLICE_RANGE = (-2.0, 3.0)  # in units of the last step: 0 is before it, 1 where it went
 SLICE_POINTS = 51
 PATH_MARGIN = 1.25  # the grid reaches this far beyond the path's furthest point
@@ -91,6 +93,8 @@ class SurfaceRequest:
     samples: int = DEFAULT_SAMPLES
     seed: int = 0  # of the random directions
     with_slice: bool = True
+    budget: float | None = BUDGET_SECONDS  # seconds the grid may take: fewer points (and samples) if it would
+    # take longer, measured on one forward pass first; None: exactly `resolution`, however long
 
 
 @dataclass(frozen=True)
@@ -211,13 +215,16 @@ def compute_surface(trainer, request: SurfaceRequest, progress: SurfaceProgress 
     if not trainer.trajectory.enabled:
         notes.append(f"no descent path: {trainer.trajectory.describe()}")
     span = request.span if request.span is not None else _fit_span(request.mode, path, directions)
-    offsets = grid_offsets(span, request.resolution)
-    progress.total = len(offsets) ** 2 + (SLICE_POINTS if request.with_slice else 0)
-    progress.done = 0
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), _threads_for(model, len(y)):
+            resolution, x, y, note = _fit_budget(model, x, y, request)
+            if note:
+                notes.append(note)
+            offsets = grid_offsets(span, resolution)
+            progress.total = len(offsets) ** 2 + (SLICE_POINTS if request.with_slice else 0)
+            progress.done = 0
             progress.phase = "loss surface"
             losses = _grid(model, x, y, directions, offsets, progress)
             line, note = None, ""
@@ -247,6 +254,30 @@ def compute_surface(trainer, request: SurfaceRequest, progress: SurfaceProgress 
         line=line,
         notes=tuple(notes),
     )
+
+
+def _fit_budget(model, x, y, request: SurfaceRequest):
+    """(resolution, x, y, note): the request's grid, or a coarser one (then fewer samples) whose forward passes fit
+    `request.budget` seconds, timed on one pass first; the note says what was made coarser and why."""
+    resolution = request.resolution
+    if request.budget is None:
+        return resolution, x, y, ""
+    start = time.perf_counter()
+    _loss(model, x, y).item()  # (.item(): the host waits for the pass, so that it is timed whole)
+    each = time.perf_counter() - start
+    extra = SLICE_POINTS if request.with_slice else 0
+    if each * (resolution**2 + extra) <= request.budget:
+        return resolution, x, y, ""
+    fitting = int(max(request.budget / each - extra, 0) ** 0.5)
+    coarse = max(MIN_RESOLUTION, min(resolution, fitting - (1 - fitting % 2)))  # odd: the centre is a grid point
+    samples = len(y)
+    while samples > 32 and each * samples / len(y) * (coarse**2 + extra) > request.budget:
+        samples //= 2
+    note = (f"grid {coarse}x{coarse} of {resolution}x{resolution}"
+            + (f" on {samples} of {len(y)} samples" if samples < len(y) else "")
+            + f": one forward pass takes {each * 1000:.0f} ms, and the whole grid would have taken about "
+            f"{each * (resolution**2 + extra):.0f} s (training waits while it computes)")
+    return coarse, x[:samples], y[:samples], note
 
 
 @contextmanager

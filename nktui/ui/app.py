@@ -159,9 +159,9 @@ class NktuiApp(DebuggerKeys, App[int]):
     def show_rewind_memory(self) -> None:
         states, size = self.session.rewind_memory
         reach = self.session.rewind_reach
-        back = f" back to step {reach[0]}" if reach else ""
-        kept = f"{states} state" + ("" if states == 1 else "s")
-        self.gradient_pane.border_subtitle = charset.text(f"←→ history · b g{back} ({kept}, {byte_size(size)})")
+        back = f" to {reach[0]}+" if reach else ""
+        subtitle = f"←→ steps · b g rewind{back} ({states} kept, {byte_size(size)})"
+        self.gradient_pane.border_subtitle = charset.text(subtitle)
 
     def on_watchpoint(self, hits) -> None:
         line, toast = keys.watch_notice(hits, self.session.trainer.step_count)

@@ -81,8 +81,9 @@ def fit_axis(values: Sequence[float], log: bool = False) -> Axis:
     if not values:
         return Axis(0.1, 1.0, log) if log else Axis(0.0, 1.0)
     lo, hi = min(values), max(values)
-    if hi == lo:
-        lo, hi = (lo / 2, hi * 2) if log else (lo - 0.5, hi + 0.5)
+    if hi == lo:  # one point or a flat line: room around it, at its own scale (a loss of 4e-4 is not 0.5 wide)
+        pad = abs(lo) * 0.1 if lo else 0.5
+        lo, hi = (lo / 2, hi * 2) if log else (lo - pad, hi + pad)
     return Axis(lo, hi, log)
 
 

@@ -18,6 +18,23 @@ EDITING = (("enter", "apply lr, steps or a watchpoint now"), ("tab", "next field
            ("esc", "back to the panes (then r restarts with the marked changes)"))
 
 
+MAX_LINES = 2
+ESSENTIAL = ("quit", "help", "toggle_pause", "step")  # the keys a narrow terminal still shows
+
+
+def _lines(items: list[Text], width: int) -> list[list[Text]]:
+    """The items laid out in lines of at most `width` cells, one space apart."""
+    lines: list[list[Text]] = [[]]
+    used = 0
+    for item in items:
+        if lines[-1] and used + 1 + len(item) > width:
+            lines.append([])
+            used = 0
+        used += len(item) + (1 if lines[-1] else 0)
+        lines[-1].append(item)
+    return lines if lines[-1] else lines[:-1]
+
+
 class KeyBar(Static):
     COMPONENT_CLASSES = {"keybar--key", "keybar--disabled"}
     DEFAULT_CSS = """
@@ -48,11 +65,10 @@ class KeyBar(Static):
 
     def refresh_keys(self) -> None:
         seen: set[str] = set()
-        text = Text(no_wrap=False, overflow="fold")
         width = self.size.width or 80
         key_style = self.get_component_rich_style("keybar--key", partial=True)
         disabled_style = self.get_component_rich_style("keybar--disabled", partial=True)
-        line = 0
+        items: list[tuple[Text, bool]] = []  # (the item, whether it must stay however narrow)
         for _node, binding, enabled, _tooltip in self.screen.active_bindings.values():
             if not binding.show or binding.action in seen:
                 continue
@@ -65,14 +81,17 @@ class KeyBar(Static):
                 item.append(f" {description}")
             else:
                 item.append(f"{key} {description}", style=disabled_style)
-            if line and line + 1 + len(item) > width:
+            items.append((item, binding.action in ESSENTIAL))
+        while len(_lines([i for i, _ in items], width)) > MAX_LINES:  # too narrow: drop from the end, never q
+            droppable = [n for n, (_, essential) in enumerate(items) if not essential]
+            if not droppable:
+                break
+            del items[droppable[-1]]
+        text = Text(no_wrap=False, overflow="fold")
+        for n, line in enumerate(_lines([i for i, _ in items], width)):
+            if n:
                 text.append("\n")
-                line = 0
-            elif line:
-                text.append(" ")
-                line += 1
-            text.append_text(item)
-            line += len(item)
+            text.append_text(Text(" ").join(line))
         if not text.plain and isinstance(self.app.focused, Input):  # a field being edited takes the letter keys
             for key, description in EDITING:
                 text.append(charset.text(key), style=key_style)

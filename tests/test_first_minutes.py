@@ -142,3 +142,37 @@ async def test_a_resumed_run_plots_its_earlier_history(apps, tmp_path, capsys):
         assert [p.first for p in points] == list(range(20, 201, 20))  # metrics.jsonl's rows, before any new step
         assert app.session.history.val_loss.points()  # and its evaluations
         await pilot.press("q")
+
+
+async def test_while_running_and_after_a_rewind_every_pane_shows_one_step(apps):
+    app = make(apps, paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, RunState.RUNNING)
+        await until(pilot, lambda: app.gradient_pane.shown_step is not None and app.session.trainer.step_count > 100,
+                    "a measured step on screen", 60)
+        for _ in range(5):  # frames while training: the status line's step is the pane's
+            await pilot.pause(0.25)
+            pane, status = shown_steps(app)
+            assert app.session.state is not RunState.RUNNING or pane == status
+        await pilot.press("space")
+        await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
+        app.session.rewind_to(0)
+        await until(pilot, lambda: shown_steps(app) == (None, 0), "the panes after a rewind to step 0", 20)
+
+
+async def test_the_what_if_fits_80x24(apps):
+    from nktui.ui.screens.whatif import WhatIfScreen
+
+    app = make(apps)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: app.session.trainer.step_count == 1, "a step")
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, WhatIfScreen) and app.screen.result is not None, "the what-if")
+        await pilot.pause(0.3)
+        screen = app.screen
+        title, table = screen.query_one("#whatif-title"), screen.query_one("#whatif-table")
+        assert "lowest at lr" in str(title.render()) and "before the update" in str(title.render())
+        assert table.region.bottom <= 23 and table.region.height >= 5  # above the footer, rows in sight
+        assert table.cursor_row == screen.result.lrs.index(screen.result.current_lr)

@@ -116,6 +116,8 @@ class NktuiApp(DebuggerKeys, App[int]):
         if changes.write_warnings:
             run_lifecycle.report_write_warnings(self, changes.write_warnings)
         if changes.rewound is not None:
+            if session.shown_record is None:  # nothing measured at or before the step rewound to
+                self.gradient_pane.clear_layers()
             self.notify(f"rewound to step {changes.rewound.step}: the next step replays step {changes.rewound.step + 1}",
                         title="Rewind", timeout=4)
         if changes.watch is not None:
@@ -176,7 +178,13 @@ class NktuiApp(DebuggerKeys, App[int]):
             super()._handle_exception(error)
 
     def show_status(self) -> None:
-        self.status_bar.show(self.session)
+        """The status line, from the same step as the gradient pane while the run trains (the pane redraws at its
+        own pace; one step a frame, not two), from the newest step otherwise."""
+        session = self.session
+        record, pane_step = session.latest_step, self.gradient_pane.shown_step
+        if session.state is RunState.RUNNING and pane_step is not None:
+            record = next((r for r in reversed(session.observed) if r.step == pane_step), record)
+        self.status_bar.show(session, record)
 
     def on_state_changed(self) -> None:
         session = self.session

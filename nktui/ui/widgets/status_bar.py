@@ -41,10 +41,11 @@ class StatusBar(Widget):
     def render(self) -> Text:
         return self._content
 
-    def show(self, session) -> None:
-        """Update from the session; repaints only when the text changed (fewer bytes over SSH)."""
+    def show(self, session, record=None) -> None:
+        """Update from the session and the step record to show (default: the newest); repaints only when the text
+        changed (fewer bytes over SSH)."""
         text = Text(no_wrap=True, overflow="crop")
-        for part, style in fit(parts(session), self.size.width or 200):
+        for part, style in fit(parts(session, record), self.size.width or 200):
             text.append(part, style=style)
             text.append(" ")
         if text.plain != self.text:
@@ -53,12 +54,12 @@ class StatusBar(Widget):
             self.refresh()
 
 
-def parts(session) -> list[tuple[str, str, int]]:
+def parts(session, record=None) -> list[tuple[str, str, int]]:
     """(text, style, priority) pieces of the status line; lower priorities are dropped first when narrow."""
     state = session.state
     out = [(f" {state.value} ", STATE_STYLES[state], 9)]
     trainer = session.trainer
-    step = session.latest_step  # one source for the step and its numbers: the newest record this poll brought
+    step = record if record is not None else session.latest_step  # one source for the step and its numbers
     count = step.step if step is not None else (trainer.step_count if trainer is not None else 0)
     limit = session.step_limit
     out.append((f"step {count}" + (f"/{limit}" if limit else ""), "", 9))

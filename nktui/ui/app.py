@@ -116,8 +116,11 @@ class NktuiApp(DebuggerKeys, App[int]):
         if changes.write_warnings:
             run_lifecycle.report_write_warnings(self, changes.write_warnings)
         if changes.rewound is not None:
-            if session.shown_record is None:  # nothing measured at or before the step rewound to
-                self.gradient_pane.clear_layers()
+            shown = session.shown_record
+            if shown is None or shown.step != changes.rewound.step:  # that step's numbers are not at hand: no
+                self.gradient_pane.clear_layers(f"rewound to step {changes.rewound.step}: n measures the next")
+                self._gradients_stale = False  # (older numbers under the new step would be a lie)
+                changes.observed = False
             self.notify(f"rewound to step {changes.rewound.step}: the next step replays step {changes.rewound.step + 1}",
                         title="Rewind", timeout=4)
         if changes.watch is not None:

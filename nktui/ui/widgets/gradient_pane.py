@@ -111,10 +111,10 @@ class GradientPane(DataTable):
             else:
                 self.add_row(*cells.values(), key=name)
 
-    def clear_layers(self) -> None:
+    def clear_layers(self, note: str = "") -> None:
         self.clear()
         self.shown_step = None
-        self.border_title = "Gradients"
+        self.border_title = "Gradients" + (f" · {note}" if note else "")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

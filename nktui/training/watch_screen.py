@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -30,32 +31,37 @@ def first_suspect(watcher, records: Sequence[StepRecord], norms: Sequence[Sequen
     if not n or not watcher.config.watch:
         return n
     width = len(watcher.names)
-    observed = np.array([bool(r.layers or r.activations) or g is None or len(g) != width
-                         for r, g in zip(records, norms)])
-    losses = np.array([r.loss for r in records], dtype=np.float64)
-    grads = np.array([g if g is not None and len(g) == width else [math.nan] * width for g in norms],
-                     dtype=np.float64).reshape(n, width)
+    observed = np.fromiter((g is None for g in norms), bool, n)  # (observed records carry their own statistics)
+    losses = np.fromiter((r.loss for r in records), np.float64, n)
+    if observed.any():
+        norms = [g if g is not None else [math.nan] * width for g in norms]
+    grads = np.array(norms, dtype=np.float64).reshape(n, width)
     suspect = observed | ~np.isfinite(losses)
     if width:
         suspect |= ~np.isfinite(grads).all(axis=1) & ~observed
     config = watcher.config
     fired = watcher._fired  # (a watchpoint that has fired stays quiet: no need to look for it again)
-    if config.watch_loss_jump and ("loss_jump", None) not in fired:
-        history = [v for _, v in watcher._losses]
-        first = watcher._first_loss[1] if watcher._first_loss is not None else losses[0]
-        median, count = _rolling_medians(history, losses)
-        jump = (count >= MIN_HISTORY) & (median > 0) & (losses > config.watch_loss_jump * median * (1 - SLACK))
-        suspect |= jump & (losses > first * (1 - SLACK))
-    if width and config.watch_grad_jump:
-        total = np.sqrt((np.nan_to_num(grads, posinf=0.0) ** 2).sum(axis=1))
-        counted = grads > NEGLIGIBLE * total[:, None]
-        for column, name in enumerate(watcher.names):
-            if ("grad_jump", name) in fired:
-                continue
-            history = [v for _, v in watcher._norms.get(name, ())]
-            median, count = _rolling_medians(history, grads[:, column])
-            jump = (count >= MIN_HISTORY) & (median > 0)
-            suspect |= jump & counted[:, column] & (grads[:, column] > config.watch_grad_jump * median * (1 - SLACK))
+    # The loss and each layer's gradient norm, one series each, with their medians over the last HISTORY values
+    # before every record, all at once: (series, records).
+    values_of = itemgetter(1)
+    series = [("loss_jump", None, losses, list(map(values_of, watcher._losses)), config.watch_loss_jump)]
+    series += [("grad_jump", name, grads[:, column], list(map(values_of, watcher._norms.get(name, ()))),
+                config.watch_grad_jump) for column, name in enumerate(watcher.names)]
+    series = [s for s in series if s[4] and (s[0], s[1]) not in fired]
+    if series:
+        values = np.stack([s[2] for s in series])
+        medians, counts = _rolling_medians([s[3] for s in series], values,
+                                           np.array([s[4] for s in series]) * (1 - SLACK))
+        factors = np.array([s[4] for s in series])[:, None]
+        jump = (counts >= MIN_HISTORY) & (medians > 0) & (values > factors * medians * (1 - SLACK))
+        grad_rows = np.array([s[0] == "grad_jump" for s in series])
+        if grad_rows.any():  # a layer whose gradient is negligible against the model's is left out
+            total = np.sqrt((np.nan_to_num(grads, posinf=0.0) ** 2).sum(axis=1))
+            jump[grad_rows] &= values[grad_rows] > NEGLIGIBLE * total[None, :]
+        if not grad_rows.all():  # the loss: also above the run's first loss
+            first = watcher._first_loss[1] if watcher._first_loss is not None else losses[0]
+            jump[~grad_rows] &= values[~grad_rows] > first * (1 - SLACK)
+        suspect |= jump.any(axis=0)
     weights = [i for i, shape in enumerate(watcher.shapes) if len(shape) > 1] or list(range(width))
     if config.watch_vanishing and len(weights) >= 2 and ("vanishing", watcher.names[weights[0]]) not in fired:
         first, last = grads[:, weights[0]], grads[:, weights[-1]]
@@ -83,14 +89,30 @@ def commit_many(watcher, records: Sequence[StepRecord], norms: Sequence[Sequence
         recent.extend((r.step, g[column]) for r, g in zip(tail, tail_norms))
 
 
-def _rolling_medians(history: list[float], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each value, the median and the count of the (up to HISTORY) values before it: the history, then the
-    earlier values."""
-    keep = HISTORY
-    padded = np.concatenate([np.full(keep, np.nan), np.asarray(history[-keep:], dtype=np.float64), values])
-    start = len(padded) - len(values) - keep
-    windows = sliding_window_view(padded, keep)[start:start + len(values)]
-    count = (~np.isnan(windows)).sum(axis=1)
-    with np.errstate(all="ignore"):
-        median = np.where(count > 0, np.nanmedian(np.where(count[:, None] > 0, windows, 0.0), axis=1), np.nan)
-    return median, count
+def _rolling_medians(histories: list[list[float]], values: np.ndarray,
+                     factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each series (a row of `values`, its `histories` before it) and each record, the median and the count of
+    the up to HISTORY values before that record: (series, records) arrays, in a few numpy operations. When no value
+    of a series can be `factors` times a median (its largest is within that of the smallest value around, which no
+    median is below), its medians are left at +inf: the usual case, and no sort."""
+    rows, n = values.shape
+    padded = np.full((rows, 2 * HISTORY + n), np.nan)
+    lengths = np.array([min(len(h), HISTORY) for h in histories])
+    for row, history in enumerate(histories):  # the histories end where the new values begin
+        if lengths[row]:
+            padded[row, 2 * HISTORY - lengths[row]: 2 * HISTORY] = history[-lengths[row]:]
+    padded[:, 2 * HISTORY:] = values
+    counts = np.minimum(lengths[:, None] + np.arange(n), HISTORY)
+    medians = np.full((rows, n), np.inf)
+    with np.errstate(invalid="ignore"):
+        calm = (np.fmin.reduce(padded, axis=1) > 0) & (values.max(axis=1) <= factors * np.fmin.reduce(padded, axis=1))
+    busy = ~calm
+    if not busy.any():
+        return medians, counts
+    windows = padded[busy][:, HISTORY + np.arange(n)[:, None] + np.arange(HISTORY)]  # (series, records, HISTORY)
+    counts_busy = counts[busy]
+    ordered = np.sort(windows, axis=2)  # (nan last: the window's values first, in order)
+    low = np.take_along_axis(ordered, np.maximum((counts_busy - 1) // 2, 0)[..., None], axis=2)[..., 0]
+    high = np.take_along_axis(ordered, np.minimum(counts_busy // 2, HISTORY - 1)[..., None], axis=2)[..., 0]
+    medians[busy] = np.where(counts_busy > 0, (low + high) / 2, np.nan)
+    return medians, counts

@@ -68,3 +68,14 @@ def wait_until():
         return True
 
     return wait
+
+
+@pytest.fixture
+def apps():
+    """A list to put the apps a test makes into: each one's trainer is stopped at the end, also when the test failed
+    half-way (a training thread must not run on into the next test)."""
+    made: list = []
+    yield made
+    for app in made:
+        if app.session is not None:
+            app.session.stop(5.0)

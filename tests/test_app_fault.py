@@ -21,15 +21,6 @@ SIZE = (80, 24)
 START = 60
 
 
-@pytest.fixture
-def apps():
-    made: list[NktuiApp] = []
-    yield made
-    for app in made:
-        if app.session is not None:
-            app.session.stop(5.0)
-
-
 async def test_the_demo_pauses_before_the_explosion_and_t_traces_that_step(apps):
     app = NktuiApp(RunConfig(device="cpu", model="mlp", lr=50.0, seed=0, steps=10**6), paused=False)
     apps.append(app)

@@ -39,15 +39,6 @@ class Filled(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@pytest.fixture
-def apps():
-    made: list[NktuiApp] = []
-    yield made
-    for app in made:
-        if app.session is not None:
-            app.session.stop(5.0)
-
-
 @pytest.mark.parametrize("value", VALUES, ids=repr)
 async def test_every_screen_opens_on_a_model_holding_extreme_values(apps, value):
     config = RunConfig(device="cpu", seed=0, steps=10**6, rewind_every=4)

@@ -18,15 +18,6 @@ from pilot_support import record_notifications, started, until
 SIZE = (100, 30)
 
 
-@pytest.fixture
-def apps():
-    made: list[NktuiApp] = []
-    yield made
-    for app in made:
-        if app.session is not None:
-            app.session.stop(5.0)
-
-
 def make(apps, **overrides) -> NktuiApp:
     paused = overrides.pop("paused", True)
     app = NktuiApp(RunConfig(**{"device": "cpu", "seed": 0, "steps": 10**6, **overrides}), paused=paused)

@@ -19,7 +19,6 @@ Nothing here imports Textual.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+from .safe_files import replacing
 from .state import FORMAT, VERSION, capture_state, restore_state
 
 LEGACY_FORMAT = "nktui-checkpoint"  # last.pt of nktui before checkpoints held the RNGs: weights only, no resume
@@ -92,35 +92,14 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     mid-write leaves the previous file intact. A write that fails (a full disk, EIO, a read-only folder) raises
     the OSError, the temporary file is removed, and the previous `path` stays as it was."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            recording = _RecordingFile(f)
-            try:
-                torch.save(obj, recording)
-            except RuntimeError:
-                if recording.error is not None:  # the disk, not torch: say it in the OS's words
-                    raise recording.error from None
-                raise
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    with replacing(path, "wb") as f:
+        recording = _RecordingFile(f)
         try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; not every platform can open a folder
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+            torch.save(obj, recording)
+        except RuntimeError:
+            if recording.error is not None:  # the disk, not torch: say it in the OS's words
+                raise recording.error from None
+            raise
     return path
 
 

@@ -219,13 +219,13 @@ def compute_surface(trainer, request: SurfaceRequest, progress: SurfaceProgress 
     model.eval()
     try:
         with torch.no_grad(), _threads_for(model, len(y)):
-            resolution, x, y, note = _fit_budget(model, x, y, request)
+            resolution, x, y, note, estimate = _fit_budget(model, x, y, request)
             if note:
                 notes.append(note)
             offsets = grid_offsets(span, resolution)
             progress.total = len(offsets) ** 2 + (SLICE_POINTS if request.with_slice else 0)
             progress.done = 0
-            progress.phase = "loss surface"
+            progress.phase = "loss surface" + (f", about {estimate:.0f} s" if estimate >= 1 else "")
             losses = _grid(model, x, y, directions, offsets, progress)
             line, note = None, ""
             if request.with_slice:
@@ -257,17 +257,18 @@ def compute_surface(trainer, request: SurfaceRequest, progress: SurfaceProgress 
 
 
 def _fit_budget(model, x, y, request: SurfaceRequest):
-    """(resolution, x, y, note): the request's grid, or a coarser one (then fewer samples) whose forward passes fit
-    `request.budget` seconds, timed on one pass first; the note says what was made coarser and why."""
+    """(resolution, x, y, note, seconds): the request's grid, or a coarser one (then fewer samples) whose forward
+    passes fit `request.budget` seconds, timed on one pass first; the note says what was made coarser and why; the
+    seconds the grid should take (0 when not timed)."""
     resolution = request.resolution
     if request.budget is None:
-        return resolution, x, y, ""
+        return resolution, x, y, "", 0.0
     start = time.perf_counter()
     _loss(model, x, y).item()  # (.item(): the host waits for the pass, so that it is timed whole)
     each = time.perf_counter() - start
     extra = SLICE_POINTS if request.with_slice else 0
     if each * (resolution**2 + extra) <= request.budget:
-        return resolution, x, y, ""
+        return resolution, x, y, "", each * (resolution**2 + extra)
     fitting = int(max(request.budget / each - extra, 0) ** 0.5)
     coarse = max(MIN_RESOLUTION, min(resolution, fitting - (1 - fitting % 2)))  # odd: the centre is a grid point
     samples = len(y)
@@ -277,7 +278,7 @@ def _fit_budget(model, x, y, request: SurfaceRequest):
             + (f" on {samples} of {len(y)} samples" if samples < len(y) else "")
             + f": one forward pass takes {each * 1000:.0f} ms, and the whole grid would have taken about "
             f"{each * (resolution**2 + extra):.0f} s (training waits while it computes)")
-    return coarse, x[:samples], y[:samples], note
+    return coarse, x[:samples], y[:samples], note, each * samples / len(y) * (coarse**2 + extra)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ Checkpoints have their own atomic write (`nktui.training.checkpoint.atomic_save`
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -76,14 +77,16 @@ class AppendFile:
                 self.error = self.error or exc
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `path` whole or leave it as it was: a temporary file beside it, fsynced, renamed over it. OSError
-    when it cannot be written (the temporary file is removed)."""
+@contextmanager
+def replacing(path: str | Path, mode: str = "w"):
+    """Write `path` whole or leave it as it was: yields a temporary file beside it, which is flushed, fsynced and
+    renamed over `path` when the block ends; on any error it is removed and `path` stays as it was. The rename is
+    made durable too, where the platform can open a folder."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -93,3 +96,19 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         except OSError:
             pass
         raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """`path` holds `text`, whole, or is left as it was (OSError when it cannot be written)."""
+    with replacing(path) as f:
+        f.write(text)

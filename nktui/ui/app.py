@@ -20,6 +20,7 @@ from textual.widgets import Input, Static
 from nktui.training import ConfigError, RunConfig, RunState
 from nktui.ui import ascii_terminal, charset, error_boundary, keys, run_lifecycle
 from nktui.ui.debugger_keys import DebuggerKeys
+from nktui.ui.key_states import KeyStates
 from nktui.ui.format import byte_size, lr_text, number
 from nktui.ui.pacing import RedrawPace
 from nktui.ui.screens.confirm import ConfirmDialog
@@ -41,7 +42,7 @@ GRADIENTS_PACE = (0.01, 1.0, 3.0)
 QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when quitting
 
 
-class NktuiApp(DebuggerKeys, App[int]):
+class NktuiApp(KeyStates, DebuggerKeys, App[int]):
     TITLE = "nktui"
     CSS_PATH = "app.tcss"
     BINDINGS = keys.BINDINGS
@@ -164,8 +165,8 @@ class NktuiApp(DebuggerKeys, App[int]):
     def show_rewind_memory(self) -> None:
         states, size = self.session.rewind_memory
         reach = self.session.rewind_reach
-        back = f" to {reach[0]}+" if reach else ""
-        subtitle = f"←→ steps · b g rewind{back} ({states} kept, {byte_size(size)})"
+        back = f" back to {reach[0]}" if reach else ""
+        subtitle = f"←→ · b g{back} · {states} kept, {byte_size(size)}"
         self.gradient_pane.border_subtitle = charset.text(subtitle)
 
     def on_watchpoint(self, hits) -> None:
@@ -207,34 +208,6 @@ class NktuiApp(DebuggerKeys, App[int]):
         elif state is RunState.FINISHED and session.latest_eval is not None:
             ev = session.latest_eval
             self.notify(f"step {ev.step}: val loss {number(ev.loss)}, val acc {number(ev.accuracy)}", title="Finished")
-
-    # -- keys: enabled only when they do something -----------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        session = self.session
-        if session is None:
-            return True
-        enabled = {
-            "toggle_pause": session.can_pause or session.can_resume,
-            "step": session.can_step,
-            "trace": session.can_step,
-            "rewind": session.can_step and session.rewind_target() is not None,
-            "goto": session.can_step and session.rewind_reach is not None,
-            "whatif": session.can_step,
-            "set_lr": session.can_steer,
-            "scale_lr": session.can_steer,
-            "evaluate": session.can_steer,
-            "surface": session.can_steer,
-        }.get(action, True)
-        return True if enabled else None  # None: shown greyed out in the footer
-
-    def on_key(self, event) -> None:
-        """A key whose binding is greyed out reaches here unhandled: say why it does nothing now."""
-        binding = keys.BY_KEY.get(event.key)
-        if binding is None or self.session is None or self.screen is not self.screen_stack[0]:
-            return
-        action = binding.action.partition("(")[0]
-        if self.check_action(action, ()) is None:
-            self.notify(self.session.disabled_reason(action), title=binding.description, timeout=3)
 
     def action_toggle_pause(self) -> None:
         self.session.toggle_pause()  # (a pause measures its last step: the panes then all show that step)

@@ -136,6 +136,7 @@ class LandscapeScreen(ModalScreen[None]):
         elif future is not None:
             bar = self.query_one("#ls-progress", ProgressBar)
             bar.update(total=max(self.progress.total, 1), progress=self.progress.done)
+            self.query_one("#landscape").border_subtitle = f"{self.progress.phase} · training waits · esc cancels"
         follow = self._follow_step
         trainer = self.session.trainer
         if follow is not None and future is None and trainer is not None and trainer.step_count > follow:
@@ -145,6 +146,7 @@ class LandscapeScreen(ModalScreen[None]):
     def finish(self, future: Future) -> None:
         from nktui.training.landscape import SurfaceCancelled
 
+        self.query_one("#landscape").border_subtitle = ""
         error = None if future.cancelled() else future.exception()
         if self._again:
             self._again = False

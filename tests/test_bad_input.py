@@ -220,9 +220,11 @@ async def test_bad_data_in_the_app_is_shown_and_the_app_stays_up(files):
         ):
             for field, value in changes.items():
                 app.query_one(f"#f-{field}", Input).value = value
+            before = app.session
             await pilot.press("r")
             await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirmation")
             await pilot.press("y")
+            await until(pilot, lambda: app.session is not before, "the restart")  # (the old run failed too)
             if expected is None:
                 continue
             await until(pilot, lambda: app.session.state is RunState.FAILED, f"{changes} to fail", START_DEADLINE)

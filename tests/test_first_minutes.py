@@ -168,3 +168,22 @@ async def test_the_what_if_fits_80x24(apps):
         assert "lowest at lr" in str(title.render()) and "before the update" in str(title.render())
         assert table.region.bottom <= 23 and table.region.height >= 5  # above the footer, rows in sight
         assert table.cursor_row == screen.result.lrs.index(screen.result.current_lr)
+
+
+def test_a_run_that_fails_before_the_session_looks_is_still_reported(monkeypatch, tmp_path):
+    """Regression: the session took the controller's state at its start as already seen, so a run that failed
+    within microseconds (an empty image folder, now walked by nktui itself) never showed its error line."""
+    from nktui.ui import session as session_module
+
+    real = session_module.launch
+
+    def launch_and_wait(*args, **kwargs):
+        controller = real(*args, **kwargs)
+        controller.wait_for(lambda s: s.is_over, 30)  # failed before the Session reads its state
+        return controller
+
+    monkeypatch.setattr(session_module, "launch", launch_and_wait)
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    session = session_module.Session(RunConfig(device="cpu", dataset=f"imagefolder:{tmp_path / 'empty'}"))
+    changes = session.poll()
+    assert changes.state and session.state is RunState.FAILED and "has no images" in session.error_text

@@ -80,7 +80,7 @@ class Session(Abilities, SessionFiles):
         self._seq = 0
         self._rate_samples: deque[tuple[float, int]] = deque()
         self.samples_per_sec: float | None = None  # measured from the step counter: see _measure_rate
-        self._state = self.controller.state
+        self._state = RunState.STARTING  # (not the controller's: a run that failed at once must still be reported)
         self._configured = False
         self.export_dir = None  # a run directory to write the records into (see open_exports)
         self.exports = None  # its writers: metrics.jsonl, --csv, --tensorboard (nktui.training.exporters)

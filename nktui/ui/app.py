@@ -128,6 +128,7 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
             self.on_watchpoint(changes.watches)
             if changes.watch.stopped_before and changes.watch.record is not None:  # the step that tripped it, as
                 self.gradient_pane.show(changes.watch.record, note="tripped it: not taken")  # retaken exactly
+                self.show_rewind_memory()
                 self._gradients_stale = False
                 changes.observed = False
         now = time.monotonic()

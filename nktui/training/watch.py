@@ -228,13 +228,3 @@ def _num(value: float) -> str:
 
 def _times(factor: float) -> str:
     return f"{factor:,.0f}x" if factor < 1e6 else f"{factor:.1e}x"
-
-
-def first_nonfinite_parameter(model) -> str | None:
-    """The first parameter (in named_parameters order) holding nan or inf, for a diagnosis after a bad loss."""
-    import torch
-
-    for name, p in model.named_parameters():
-        if not bool(torch.isfinite(p).all()):
-            return name
-    return None

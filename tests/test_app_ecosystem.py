@@ -13,6 +13,7 @@ from pilot_support import plain, started, ui_thread_idle, until  # noqa: F401 (u
 from textual.widgets import Input, Static
 
 from nktui import cli
+from nktui.render.shades import NEGATIVE, POSITIVE, few_colours, glyph, shade_lines
 from nktui.training import RunConfig, RunState, StepRecord
 from nktui.training.exporters import read_csv
 from nktui.training.rundir import read_metrics
@@ -20,7 +21,6 @@ from nktui.ui.app import NktuiApp
 from nktui.ui.screens.layer_detail import LayerDetailScreen
 from nktui.ui.screens.save_config import SaveConfigDialog, default_path
 from nktui.ui.session import Session
-from nktui.ui.shades import NEGATIVE, POSITIVE, few_colours, glyph, shade_lines
 from nktui.ui.widgets.gradient_pane import fit
 
 SIZE = (100, 30)

@@ -9,7 +9,7 @@ a cell takes the colour of the last series that touched it. `Marks` (a character
 the dots. The chart around the area: y labels on the left (and on the right for a second axis), a frame with
 ticks, x labels under it and an axis title.
 
-In ASCII mode (`nktui.ui.charset`) a cell with dots is one character by where its dots are: `'` at the top, `-` in
+In ASCII mode (`nktui.render.charset`) a cell with dots is one character by where its dots are: `'` at the top, `-` in
 the middle, `.` at the bottom, `|` for a line that crosses the cell upwards; the frame is `+`, `-` and `|`.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from rich.style import Style
 
-from nktui.ui import charset
+from nktui.render import charset
 
 # Braille dot bits, by (column 0-1, row 0-3) within a cell (Unicode's numbering: dots 1-8).
 _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))

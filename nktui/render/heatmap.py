@@ -6,7 +6,7 @@ ceil(R/2) lines of C characters. `diverging` maps signed values (weights, gradie
 dark at 0, with a symmetric scale; `grayscale` maps images. `image` draws a picture of 1 channel (grayscale) or 3
 (RGB, as CIFAR's), optionally enlarged, from channels x height x width values.
 
-In ASCII mode (`nktui.ui.charset`) there is no half block: each cell is a space on the mean of its two pixels'
+In ASCII mode (`nktui.render.charset`) there is no half block: each cell is a space on the mean of its two pixels'
 colours (half the resolution down, the same size on screen).
 """
 
@@ -19,7 +19,7 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from nktui.ui import charset
+from nktui.render import charset
 
 Grid = Sequence[Sequence[float]]
 RGB = tuple[int, int, int]

@@ -11,7 +11,7 @@ instead (`heatmap.render` draws them in colour everywhere else):
     (space)    within an eighth of the scale of 0
     !          nan or inf
 
-In ASCII mode (`nktui.ui.charset`) the glyphs are `+ * # @` for positive values and `- ~ = %` for negative ones.
+In ASCII mode (`nktui.render.charset`) the glyphs are `+ * # @` for positive values and `- ~ = %` for negative ones.
 
 Characters are about twice as tall as wide, so small pictures (8x8 templates, 3x3 kernels) draw each value twice
 side by side (`repeat=2`) to stay roughly square.
@@ -30,7 +30,7 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from nktui.ui import charset
+from nktui.render import charset
 
 Grid = Sequence[Sequence[float]]
 

@@ -10,7 +10,7 @@ import math
 
 from rich.text import Text
 
-from nktui.ui import charset
+from nktui.render import charset
 
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 

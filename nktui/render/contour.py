@@ -17,7 +17,7 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from nktui.ui.heatmap import RGB, render_colours
+from nktui.render.heatmap import RGB, render_colours
 
 LEVELS = 10
 # Dark blue (low loss) through teal and green to yellow (high loss): readable on a dark terminal, and in 256 colours.

@@ -12,8 +12,7 @@ from textual.scrollbar import ScrollBar, ScrollBarRender
 from nktui.render import charset
 from nktui.render.braille import Axis, Series, chart
 from nktui.render.format import sparkline
-from nktui.render.heatmap import diverging, render
-from nktui.render.shades import glyph, shade_legend
+from nktui.render.heatmap import diverging, glyph, render, shade_legend
 from nktui.training import RunConfig
 from nktui.ui import ascii_terminal
 from nktui.ui.app import NktuiApp

@@ -6,7 +6,7 @@ its gradient, and the weight before and after the last update. For a layer whose
 each class's template and how this step's gradient pushes it. A convolution (a 4-D weight: out x in x kh x kw) gets
 one small tile per output filter: its kernel averaged over the input channels, before and after the step, and its
 gradient. `n` takes a step (while paused) and redraws. With NO_COLOR=1 the heat maps are drawn with glyphs
-(`nktui.render.shades`): grey alone cannot tell a negative weight from a positive one.
+(`nktui.render.heatmap`): grey alone cannot tell a negative weight from a positive one.
 
 The snapshot is taken on the training thread between steps (`Controller.call`), so the screen never touches a
 tensor itself.
@@ -27,8 +27,17 @@ from textual.widgets import Footer, Static
 
 from nktui.render import charset
 from nktui.render.format import number, number_at_scale, ratio_text, shape_text
-from nktui.render.heatmap import abs_max, diverging, render, scale_legend, tile
-from nktui.render.shades import few_colours, few_colours_legend, shade_legend, shade_lines
+from nktui.render.heatmap import (
+    abs_max,
+    diverging,
+    few_colours,
+    few_colours_legend,
+    render,
+    scale_legend,
+    shade_legend,
+    shade_lines,
+    tile,
+)
 from nktui.training.records import LayerStats
 from nktui.ui.calls import when_done
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.color import Color
 from rich.style import Style
@@ -39,7 +40,9 @@ from rich.text import Text
 
 from nktui.render import charset
 
-Grid = Sequence[Sequence[float]]
+if TYPE_CHECKING:  # (a type only: drawing needs nothing of the engine)
+    from nktui.training.records import Grid
+
 RGB = tuple[int, int, int]
 
 NEUTRAL: RGB = (48, 48, 48)

@@ -11,6 +11,7 @@ import math
 from rich.text import Text
 
 from nktui.render import charset
+from nktui.training.indices import unravel
 
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 
@@ -119,8 +120,4 @@ def byte_size(size: int) -> str:
 def index_text(flat: int, shape: tuple[int, ...]) -> str:
     """A flat index into a tensor of `shape` as its coordinates, `3,17`: the notation `name[3,17]` everywhere
     (the trace, the loss surface's weights, the layer detail)."""
-    coords = []
-    for size in reversed(shape or (1,)):
-        coords.append(flat % size if size else 0)
-        flat //= size if size else 1
-    return ",".join(str(c) for c in reversed(coords))
+    return ",".join(str(c) for c in unravel(flat, shape or (1,)))

@@ -35,7 +35,7 @@ def test_training_a_step_does_not_import_textual():
         ctl.step()
         ctl.stop()
         ctl.join(10)
-        ui = sorted(m for m in sys.modules if m == "textual" or m.startswith(("textual.", "rich", "nktui.ui")))
+        ui = sorted(m for m in sys.modules if m == "textual" or m.startswith(("textual.", "rich", "nktui.ui", "nktui.render")))
         print(json.dumps({"step": record.step, "loss": record.loss, "observed": record.observed,
                           "accuracy": result.accuracy, "state": ctl.state.value, "ui": ui}))
         """

@@ -1,8 +1,8 @@
 """A line chart drawn in braille dots, straight into lines of Rich segments: the live loss plot's renderer.
 
 Why not plotext (which the what-if and landscape screens use): the loss plot redraws while the run trains, and its
-drawing holds the GIL the training loop needs (see `nktui.ui.pacing`). plotext took ~25 ms to build a 70x20 plot of
-three 70-point series and Textual ~8 ms more to parse its ANSI text; this takes a few ms.
+drawing holds the GIL the training loop needs (see `nktui.ui.pacing`). plotext builds ANSI text that Textual then
+parses again; drawing the dots straight into segments costs a fraction of that (the README gives the figures).
 
 A cell holds 2x4 braille dots, so a WxH plot area is a 2W x 4H dot grid. Lines join consecutive points dot by dot;
 a cell takes the colour of the last series that touched it. `Marks` (a character a point, e.g. `•`) draw over

@@ -1,5 +1,5 @@
-"""Formatting numbers and small charts as text for the UI: short floats (and zero at a tensor's scale), sparklines,
-the update:weight band.
+"""Numbers and small charts as text, for the app and the command line: short floats (and zero at a tensor's
+scale), learning rates, rates, sizes, sparklines, the update:weight band, a flat index as `i,j`.
 
 Pure functions on plain Python values; nothing here knows about Textual widgets or torch tensors.
 """

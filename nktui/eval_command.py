@@ -80,7 +80,7 @@ def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str
 def print_evaluation(ev, out: TextIO, *, path: str | None = None) -> None:
     from rich.console import Console
 
-    from .ui import eval_tables
+    from .render import eval_tables
 
     console = Console(file=out, highlight=False)
     if path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from .ui.format import number, rate  # (text only: no Textual)
+from .render.format import number, rate  # (text only: no Textual)
 from .training import EvalResult, StepRecord, Trainer
 
 

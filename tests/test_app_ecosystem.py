@@ -13,6 +13,7 @@ from pilot_support import plain, started, ui_thread_idle, until  # noqa: F401 (u
 from textual.widgets import Input, Static
 
 from nktui import cli
+from nktui.render.heatmap import NEGATIVE_GLYPHS, POSITIVE_GLYPHS, few_colours, glyph, shade_lines
 from nktui.training import RunConfig, RunState, StepRecord
 from nktui.training.exporters import read_csv
 from nktui.training.rundir import read_metrics
@@ -20,7 +21,6 @@ from nktui.ui.app import NktuiApp
 from nktui.ui.screens.layer_detail import LayerDetailScreen
 from nktui.ui.screens.save_config import SaveConfigDialog, default_path
 from nktui.ui.session import Session
-from nktui.ui.shades import NEGATIVE, POSITIVE, few_colours, glyph, shade_lines
 from nktui.ui.widgets.gradient_pane import fit
 
 SIZE = (100, 30)
@@ -155,7 +155,7 @@ async def test_heat_maps_use_glyphs_under_no_color(make_app):
     async with app.run_test(size=SIZE) as pilot:
         text = await open_detail(pilot, "conv1.weight")
         assert "▀" not in text  # no colour-only pictures
-        assert set(text) & set(POSITIVE) and set(text) & set(NEGATIVE)  # the sign is in the glyph
+        assert set(text) & set(POSITIVE_GLYPHS) and set(text) & set(NEGATIVE_GLYPHS)  # the sign is in the glyph
         assert "≡ = - ·" in text and "░ ▒ ▓ █" in text  # the legend says which is which
         assert "×val acc" in str(app.loss_plot.border_title)  # grey lines: the accuracy has a marker of its own
 

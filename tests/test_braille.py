@@ -1,4 +1,4 @@
-"""The braille chart behind the loss plot (nktui.ui.braille): dots where the data is, axes that say the truth."""
+"""The braille chart behind the loss plot (nktui.render.braille): dots where the data is, axes that say the truth."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from rich.segment import Segment
 from rich.style import Style
 
-from nktui.ui.braille import Axis, Canvas, Series, chart, fit_axis, tick_labels
+from nktui.render.braille import Axis, Canvas, Series, chart, fit_axis, tick_labels
 
 
 def text(line: list[Segment]) -> str:

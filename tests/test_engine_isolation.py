@@ -35,7 +35,8 @@ def test_training_a_step_does_not_import_textual():
         ctl.step()
         ctl.stop()
         ctl.join(10)
-        ui = sorted(m for m in sys.modules if m == "textual" or m.startswith(("textual.", "rich", "nktui.ui")))
+        ui_prefixes = ("textual.", "rich", "nktui.ui", "nktui.render")
+        ui = sorted(m for m in sys.modules if m == "textual" or m.startswith(ui_prefixes))
         print(json.dumps({"step": record.step, "loss": record.loss, "observed": record.observed,
                           "accuracy": result.accuracy, "state": ctl.state.value, "ui": ui}))
         """

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from nktui import eval_command
+from nktui.render import eval_tables
+from nktui.render.heatmap import image
 from nktui.training.evaluation import class_metrics, evaluate_in_detail
 from nktui.training.records import EvalResult
 from nktui.training.rundir import save_checkpoint
 from nktui.training.state import capture_state
-from nktui.ui import eval_tables
-from nktui.ui.heatmap import image
 
 
 def trained(make_trainer, steps: int = 15, **overrides):

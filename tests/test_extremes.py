@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from nktui.progress import PlainProgress
+from nktui.render.format import number
 from nktui.training import RunConfig
 from nktui.training.history import RunHistory
 from nktui.training.records import EvalResult, Histogram, LayerStats, StepRecord, frozen_mapping
 from nktui.ui.app import NktuiApp
-from nktui.ui.format import number
 from pilot_support import started, until
 
 VALUES = (math.nan, math.inf, -math.inf, 0.0, -0.0, 1e38, -1e38, 1e-45)

@@ -9,9 +9,9 @@ import torch
 from textual.widgets import Input
 
 from nktui import cli
+from nktui.render.format import index_text
 from nktui.training import RunConfig, RunState, Trainer
 from nktui.ui.app import NktuiApp
-from nktui.ui.format import index_text
 from nktui.ui.widgets.loss_plot import PAUSED_AT_START
 from pilot_support import record_notifications, started, until
 

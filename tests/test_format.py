@@ -12,8 +12,7 @@ from rich.text import Text
 from textual.color import Color as TextualColor
 from textual.markup import to_content
 
-from nktui.training.history import Point
-from nktui.ui.format import (
+from nktui.render.format import (
     RATIO_HIGH,
     RATIO_LOW,
     SPARK_CHARS,
@@ -25,7 +24,7 @@ from nktui.ui.format import (
     shape_text,
     sparkline,
 )
-from nktui.ui.heatmap import (
+from nktui.render.heatmap import (
     NEGATIVE,
     NEUTRAL,
     POSITIVE,
@@ -37,6 +36,7 @@ from nktui.ui.heatmap import (
     scale_legend,
     tile,
 )
+from nktui.training.history import Point
 from nktui.ui.widgets.loss_plot import LEGEND, bin_points, centred_mean, step_ticks
 from nktui.ui.widgets.status_bar import fit
 

@@ -1,4 +1,4 @@
-"""Odd terminals: ASCII instead of Unicode under a non-UTF-8 locale or a TERM without it (nktui.ui.charset), and the
+"""Odd terminals: ASCII instead of Unicode under a non-UTF-8 locale or a TERM without it (nktui.render.charset), and the
 "needs more room" notice, whole at every size down to 20x5 (nktui.ui.widgets.too_small)."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from rich.style import Style
 from textual.geometry import Region
 from textual.scrollbar import ScrollBar, ScrollBarRender
 
+from nktui.render import charset
+from nktui.render.braille import Axis, Series, chart
+from nktui.render.format import sparkline
+from nktui.render.heatmap import diverging, glyph, render, shade_legend
 from nktui.training import RunConfig
-from nktui.ui import ascii_terminal, charset
+from nktui.ui import ascii_terminal
 from nktui.ui.app import NktuiApp
-from nktui.ui.braille import Axis, Series, chart
-from nktui.ui.format import sparkline
-from nktui.ui.heatmap import diverging, render
-from nktui.ui.shades import glyph, shade_legend
 from nktui.ui.widgets.too_small import TooSmall, room_message
 
 UTF8 = {"LANG": "en_US.UTF-8", "TERM": "xterm-256color"}

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-Grid = tuple[tuple[float, ...], ...]
+from .records import Grid
 
 
 @dataclass(frozen=True)

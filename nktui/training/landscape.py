@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .indices import unravel
 from .landscape_directions import (
     Directions,
     WeightRef,
@@ -155,11 +156,7 @@ def parse_weight_ref(text: str, shapes: Mapping[str, tuple[int, ...]]) -> Weight
             total *= size
         if flat >= total:
             raise ValueError(f"{name} has {total} weights: index {flat} is out of range")
-        unravelled = []
-        for size in reversed(shape):
-            unravelled.append(flat % size)
-            flat //= size
-        index = tuple(reversed(unravelled))
+        index = unravel(flat, shape)
     if len(index) != len(shape):
         raise ValueError(f"{name} has shape {'x'.join(map(str, shape)) or 'scalar'}: give {len(shape)} indices")
     for i, size in zip(index, shape):

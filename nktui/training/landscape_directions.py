@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .indices import ravel, unravel
+
 
 @dataclass(frozen=True)
 class WeightRef:
@@ -29,10 +31,7 @@ class WeightRef:
         return f"{self.name}[{','.join(map(str, self.index))}]"
 
     def flat(self, shape: tuple[int, ...]) -> int:
-        position = 0
-        for i, size in zip(self.index, shape):
-            position = position * size + i
-        return position
+        return ravel(self.index, shape)
 
 
 class Directions:
@@ -212,12 +211,4 @@ def largest_gradient_weights(model: nn.Module, layer: str | None, x: torch.Tenso
             model.train(was_training)
     top = grad.detach().abs().reshape(-1).topk(2).indices.tolist()
     shape = tuple(p.shape)
-
-    def unravel(flat: int) -> tuple[int, ...]:
-        index = []
-        for size in reversed(shape):
-            index.append(flat % size)
-            flat //= size
-        return tuple(reversed(index))
-
-    return WeightRef(layer, unravel(top[0])), WeightRef(layer, unravel(top[1]))
+    return WeightRef(layer, unravel(top[0], shape)), WeightRef(layer, unravel(top[1], shape))

@@ -8,12 +8,17 @@ learning rate of every step are always there.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
 EMPTY: Mapping = MappingProxyType({})
+
+# Numbers in rows, a 2-D picture of a tensor: a layer's weight or gradient (`inspect.LayerSnapshot`), a traced
+# input's channels (`trace.StepTrace`), what the heat maps of `nktui.render.heatmap` draw. The one definition: the
+# engine's results hold tuples of tuples (immutable), the renderers take any sequence of sequences.
+Grid = Sequence[Sequence[float]]
 
 
 @dataclass(frozen=True, slots=True)

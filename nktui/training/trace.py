@@ -23,9 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .instruments import PASS_THROUGH, RELU_LIKE, wide_dtype
-from .records import StepRecord, ratio
-
-Grid = tuple[tuple[float, ...], ...]
+from .records import Grid, StepRecord, ratio
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from collections import deque
 import torch
 from torch import nn
 
+from .indices import ravel
+
 MAX_ENTRIES = 64
 MAX_BYTES = 32 << 20  # 32 MiB of float32 vectors at most
 MIN_ENTRIES = 8  # below this many entries the path says too little to be worth the memory
@@ -62,11 +64,7 @@ class Trajectory:
 
     def flat_index(self, name: str, index: tuple[int, ...]) -> int:
         """Position of parameter `name`'s entry `index` in a recorded vector."""
-        shape = self.shapes[self.names.index(name)]
-        flat = 0
-        for i, size in zip(index, shape):
-            flat = flat * size + i
-        return self.offsets[name] + flat if shape else self.offsets[name]
+        return self.offsets[name] + ravel(index, self.shapes[self.names.index(name)])
 
     @property
     def entry_bytes(self) -> int:

@@ -17,11 +17,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from nktui.render import charset
+from nktui.render.format import byte_size, lr_text, number
 from nktui.training import ConfigError, RunConfig, RunState
-from nktui.ui import ascii_terminal, charset, error_boundary, keys, run_lifecycle
+from nktui.ui import ascii_terminal, error_boundary, keys, run_lifecycle
 from nktui.ui.debugger_keys import DebuggerKeys
 from nktui.ui.key_states import KeyStates
-from nktui.ui.format import byte_size, lr_text, number
 from nktui.ui.pacing import RedrawPace
 from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.screens.help import HelpScreen
@@ -51,7 +52,7 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
                  handle_signals: bool = False, **trainer_kwargs) -> None:
         """`run_dir`: where the run's files go (None: no files); `resume`: a nktui.resume.ResumePlan to go on
         from; `handle_signals`: SIGINT/SIGTERM/SIGHUP save and exit (see nktui.ui.run_lifecycle)."""
-        charset.decide()  # Unicode or ASCII, once (nktui.ui.charset); before the driver is chosen
+        charset.decide()  # Unicode or ASCII, once (nktui.render.charset); before the driver is chosen
         super().__init__()
         ascii_terminal.apply(self)
         self.config = config

@@ -1,4 +1,4 @@
-"""The Textual side of ASCII mode (`nktui.ui.charset` decides it): the app's `-ascii` class, the scrollbars, and
+"""The Textual side of ASCII mode (`nktui.render.charset` decides it): the app's `-ascii` class, the scrollbars, and
 a driver that writes nothing but ASCII.
 
 nktui's own drawing switches itself (the plot, sparklines, heat maps, labels); app.tcss's `.-ascii` rules give
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from textual.scrollbar import ScrollBar, ScrollBarRender
 
-from nktui.ui import charset
+from nktui.render import charset
 
 
 class AsciiScrollBarRender(ScrollBarRender):

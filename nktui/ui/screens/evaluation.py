@@ -22,7 +22,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from nktui.ui import eval_tables
+from nktui.render import eval_tables
 from nktui.ui.widgets.key_bar import KeyBar
 
 

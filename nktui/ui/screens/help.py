@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from nktui.ui import charset
+from nktui.render import charset
 
 # Two paragraphs without hard line breaks: the help box is narrower than 110 columns, and the text wraps to it.
 ABOUT = (

@@ -25,8 +25,8 @@ from textual.screen import ModalScreen
 from textual.widgets import ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from nktui.ui import contour
-from nktui.ui.format import number
+from nktui.render import contour
+from nktui.render.format import number
 from nktui.ui.widgets.key_bar import KeyBar
 
 MODE_TEXT = {

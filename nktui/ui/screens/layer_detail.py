@@ -6,7 +6,7 @@ its gradient, and the weight before and after the last update. For a layer whose
 each class's template and how this step's gradient pushes it. A convolution (a 4-D weight: out x in x kh x kw) gets
 one small tile per output filter: its kernel averaged over the input channels, before and after the step, and its
 gradient. `n` takes a step (while paused) and redraws. With NO_COLOR=1 the heat maps are drawn with glyphs
-(`nktui.ui.shades`): grey alone cannot tell a negative weight from a positive one.
+(`nktui.render.heatmap`): grey alone cannot tell a negative weight from a positive one.
 
 The snapshot is taken on the training thread between steps (`Controller.call`), so the screen never touches a
 tensor itself.
@@ -25,12 +25,21 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from nktui.render import charset
+from nktui.render.format import number, number_at_scale, ratio_text, shape_text
+from nktui.render.heatmap import (
+    abs_max,
+    diverging,
+    few_colours,
+    few_colours_legend,
+    render,
+    scale_legend,
+    shade_legend,
+    shade_lines,
+    tile,
+)
 from nktui.training.records import LayerStats
-from nktui.ui import charset
 from nktui.ui.calls import when_done
-from nktui.ui.format import number, number_at_scale, ratio_text, shape_text
-from nktui.ui.heatmap import abs_max, diverging, render, scale_legend, tile
-from nktui.ui.shades import few_colours, few_colours_legend, shade_legend, shade_lines
 
 
 class LayerDetailScreen(ModalScreen[None]):

@@ -8,8 +8,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from nktui.render.format import lr_text
 from nktui.training import ConfigError, parse_lr
-from nktui.ui.format import lr_text
 from nktui.ui.widgets.typed_input import TypedInput
 
 

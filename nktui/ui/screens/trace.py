@@ -18,11 +18,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from nktui.render import charset
+from nktui.render.format import index_text, number, number_at_scale, ratio_text, shape_text
+from nktui.render.heatmap import grayscale, render, tile
 from nktui.training.trace import StepTrace
-from nktui.ui import charset
 from nktui.ui.calls import when_done
-from nktui.ui.format import index_text, number, number_at_scale, ratio_text, shape_text
-from nktui.ui.heatmap import grayscale, render, tile
 
 PHASES = ("1 forward", "2 softmax and loss", "3 backward", "4 update")
 

@@ -14,10 +14,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select
 
+from nktui.render import charset
+from nktui.render.format import lr_text
 from nktui.training import ConfigError, RunConfig
-from nktui.ui import charset
 from nktui.training.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
-from nktui.ui.format import lr_text
 from nktui.ui.widgets.typed_input import TypedInput
 
 

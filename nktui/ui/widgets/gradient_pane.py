@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
 
+from nktui.render import charset
+from nktui.render.format import number, ratio_text, shape_text, sparkline
 from nktui.training import StepRecord
-from nktui.ui import charset
-from nktui.ui.format import number, ratio_text, shape_text, sparkline
 from nktui.ui.pacing import RedrawPace
 
 SPARK_WIDTH = 10

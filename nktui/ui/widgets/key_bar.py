@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Input, Static
 
-from nktui.ui import charset
+from nktui.render import charset
 
 
 EDITING = (("enter", "apply lr, steps or a watchpoint now"), ("tab", "next field"),

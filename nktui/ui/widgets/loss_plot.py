@@ -1,7 +1,7 @@
 """LossPlot: training loss per step (raw, faint; smoothed, bright), validation loss and accuracy per evaluation.
 
 Draws from the engine's bounded `RunHistory`, binned to the plot's width, so a redraw costs the same after a million
-steps as after a thousand, in braille dots (`nktui.ui.braille`: a few ms where plotext took ~30). The app calls
+steps as after a thousand, in braille dots (`nktui.render.braille`: a few ms where plotext took ~30). The app calls
 `draw()` only when the history changed, and while training no more often than its `RedrawPace` allows.
 """
 
@@ -15,9 +15,9 @@ from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
 
+from nktui.render import charset
+from nktui.render.braille import Axis, Series, chart, fit_axis
 from nktui.training.history import Point, RunHistory
-from nktui.ui import charset
-from nktui.ui.braille import Axis, Series, chart, fit_axis
 from nktui.ui.pacing import RedrawPace
 
 RAW, SMOOTH, VAL_LOSS, VAL_ACC = Style(color="grey50"), Style(color="cyan"), Style(color="red"), Style(color="green")
@@ -91,7 +91,7 @@ PAUSED_AT_START = "paused before step 1: n takes one step, t traces it, space ru
 
 
 class LossPlot(Widget):
-    """The plot, drawn by `nktui.ui.braille` for the widget's size at render time (and again after a resize)."""
+    """The plot, drawn by `nktui.render.braille` for the widget's size at render time (and again after a resize)."""
 
     def __init__(self, pace: RedrawPace | None = None, **kwargs) -> None:
         super().__init__(**kwargs)

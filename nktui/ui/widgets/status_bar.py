@@ -10,8 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from nktui.render.format import lr_text, number, rate
 from nktui.training import RunState
-from nktui.ui.format import lr_text, number, rate
 
 STATE_STYLES = {
     RunState.STARTING: "bold cyan",

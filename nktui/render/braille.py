@@ -1,15 +1,15 @@
 """A line chart drawn in braille dots, straight into lines of Rich segments: the live loss plot's renderer.
 
 Why not plotext (which the what-if and landscape screens use): the loss plot redraws while the run trains, and its
-drawing holds the GIL the training loop needs (see `nktui.ui.pacing`). plotext took ~25 ms to build a 70x20 plot of
-three 70-point series and Textual ~8 ms more to parse its ANSI text; this takes a few ms.
+drawing holds the GIL the training loop needs (see `nktui.ui.pacing`). plotext builds ANSI text that Textual then
+parses again; drawing the dots straight into segments costs a fraction of that (the README gives the figures).
 
 A cell holds 2x4 braille dots, so a WxH plot area is a 2W x 4H dot grid. Lines join consecutive points dot by dot;
 a cell takes the colour of the last series that touched it. `Marks` (a character a point, e.g. `•`) draw over
 the dots. The chart around the area: y labels on the left (and on the right for a second axis), a frame with
 ticks, x labels under it and an axis title.
 
-In ASCII mode (`nktui.ui.charset`) a cell with dots is one character by where its dots are: `'` at the top, `-` in
+In ASCII mode (`nktui.render.charset`) a cell with dots is one character by where its dots are: `'` at the top, `-` in
 the middle, `.` at the bottom, `|` for a line that crosses the cell upwards; the frame is `+`, `-` and `|`.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from rich.style import Style
 
-from nktui.ui import charset
+from nktui.render import charset
 
 # Braille dot bits, by (column 0-1, row 0-3) within a cell (Unicode's numbering: dots 1-8).
 _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))

@@ -12,9 +12,9 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from nktui.render.format import number
+from nktui.render.heatmap import image, tile
 from nktui.training.records import EvalResult
-from nktui.ui.format import number
-from nktui.ui.heatmap import image, tile
 
 if TYPE_CHECKING:  # (importing it would import torch)
     from nktui.training.evaluation import Evaluation

@@ -1,5 +1,5 @@
-"""Formatting numbers and small charts as text for the UI: short floats (and zero at a tensor's scale), sparklines,
-the update:weight band.
+"""Numbers and small charts as text, for the app and the command line: short floats (and zero at a tensor's
+scale), learning rates, rates, sizes, sparklines, the update:weight band, a flat index as `i,j`.
 
 Pure functions on plain Python values; nothing here knows about Textual widgets or torch tensors.
 """
@@ -10,7 +10,8 @@ import math
 
 from rich.text import Text
 
-from nktui.ui import charset
+from nktui.render import charset
+from nktui.training.indices import unravel
 
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 
@@ -119,8 +120,4 @@ def byte_size(size: int) -> str:
 def index_text(flat: int, shape: tuple[int, ...]) -> str:
     """A flat index into a tensor of `shape` as its coordinates, `3,17`: the notation `name[3,17]` everywhere
     (the trace, the loss surface's weights, the layer detail)."""
-    coords = []
-    for size in reversed(shape or (1,)):
-        coords.append(flat % size if size else 0)
-        flat //= size if size else 1
-    return ",".join(str(c) for c in reversed(coords))
+    return ",".join(str(c) for c in unravel(flat, shape or (1,)))

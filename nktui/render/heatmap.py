@@ -1,27 +1,48 @@
-"""Heat maps and pictures in a terminal with half-block characters: two pixels per character cell.
+"""Heat maps and pictures in a terminal, in every colour depth: half blocks in colour, five ANSI colours in 16,
+glyphs without colour.
 
-Each cell is `▀` with the upper pixel as its foreground colour and the lower one as its background, so any
-terminal with 256 colours (Rich reduces true colour to what the terminal has) shows a grid of R x C values in
-ceil(R/2) lines of C characters. `diverging` maps signed values (weights, gradients): blue below 0, red above,
-dark at 0, with a symmetric scale; `grayscale` maps images. `image` draws a picture of 1 channel (grayscale) or 3
-(RGB, as CIFAR's), optionally enlarged, from channels x height x width values.
+In colour, two pixels per character cell: each cell is `▀` with the upper pixel as its foreground colour and the
+lower one as its background, so any terminal with 256 colours (Rich reduces true colour to what the terminal has)
+shows a grid of R x C values in ceil(R/2) lines of C characters. `diverging` maps signed values (weights,
+gradients): blue below 0, red above, dark at 0, with a symmetric scale; `grayscale` maps images. `image` draws a
+picture of 1 channel (grayscale) or 3 (RGB, as CIFAR's), optionally enlarged, from channels x height x width
+values. In ASCII mode (`nktui.render.charset`) there is no half block: each cell is a space on the mean of its two
+pixels' colours (half the resolution down, the same size on screen).
 
-In ASCII mode (`nktui.ui.charset`) there is no half block: each cell is a space on the mean of its two pixels'
-colours (half the resolution down, the same size on screen).
+With 16 colours (`TERM=xterm`), the smooth diverging map would be rounded to whatever standard colour is nearest,
+yellow and brown included. `few_colours` uses five steps that are standard colours exactly: bright blue, blue,
+grey (0), red, bright red.
+
+Without colour (`NO_COLOR=1`): one character per value, its glyph telling the sign and the size. Under NO_COLOR
+Textual turns every colour into a grey of the same brightness, and the diverging map's blue (negative) and red
+(positive) come out the same grey. So where colour is off, signed grids are drawn with glyphs instead
+(`shade_lines`):
+
+    ░ ▒ ▓ █    positive, from a quarter of the scale (an eighth to three eighths) to all of it
+    · - = ≡    negative, the same steps
+    (space)    within an eighth of the scale of 0
+    !          nan or inf
+
+In ASCII mode the glyphs are `+ * # @` for positive values and `- ~ = %` for negative ones. Characters are about
+twice as tall as wide, so small pictures (8x8 templates, 3x3 kernels) draw each value twice side by side
+(`repeat=2`) to stay roughly square.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from nktui.ui import charset
+from nktui.render import charset
 
-Grid = Sequence[Sequence[float]]
+if TYPE_CHECKING:  # (a type only: drawing needs nothing of the engine)
+    from nktui.training.records import Grid
+
 RGB = tuple[int, int, int]
 
 NEUTRAL: RGB = (48, 48, 48)
@@ -170,3 +191,78 @@ def render_colours(pixels: Sequence[Sequence[RGB]]) -> list[Text]:
 
 def _identity(colour: RGB) -> RGB:
     return colour
+
+
+# -- no colour: glyphs ----------------------------------------------------------------------------------------------
+POSITIVE_GLYPHS = "░▒▓█"
+NEGATIVE_GLYPHS = "·-=≡"
+ZERO_GLYPH = " "
+NONFINITE_GLYPH = "!"
+
+
+def glyph(value: float, scale: float) -> str:
+    """The character of one value on a symmetric scale of +-scale."""
+    if not math.isfinite(value):
+        return NONFINITE_GLYPH
+    t = max(-1.0, min(1.0, value / scale)) if scale > 0 else 0.0
+    if abs(t) < 0.125:
+        return ZERO_GLYPH
+    level = min(3, int(abs(t) * 4 - 0.5))  # 0.125..0.375 -> 0, .. 0.625 -> 1, .. 0.875 -> 2, above -> 3
+    positive, negative = glyph_sets()
+    return (positive if t > 0 else negative)[max(level, 0)]
+
+
+def glyph_sets() -> tuple[str, str]:
+    """(positive, negative) glyphs from small to large: blocks and dashes, or ASCII."""
+    if charset.ascii_mode():
+        return charset.ASCII_POSITIVE, charset.ASCII_NEGATIVE
+    return POSITIVE_GLYPHS, NEGATIVE_GLYPHS
+
+
+def shade_lines(grid: Grid, scale: float, repeat: int = 1) -> list[Text]:
+    """One line of glyphs per row of the grid, each value `repeat` characters wide."""
+    return [Text("".join(glyph(v, scale) * repeat for v in row)) for row in grid]
+
+
+def shade_text(grid: Grid, scale: float, repeat: int = 1) -> Text:
+    return Text("\n").join(shade_lines(grid, scale, repeat))
+
+
+def shade_legend(scale: float) -> Text:
+    """`scale: ≡ = - · -0.5  (blank) 0  ░ ▒ ▓ █ +0.5`: the glyphs from the most negative to the most positive"""
+    positive, negative = glyph_sets()
+    return Text(f"scale: {' '.join(reversed(negative))} -{scale:.3g}  (blank) 0  {' '.join(positive)} +{scale:.3g}"
+                f"  ({NONFINITE_GLYPH} nan/inf)")
+
+
+# -- 16 colours: five standard ANSI colours -------------------------------------------------------------------------
+FEW_COLOURS: tuple[tuple[float, RGB], ...] = (  # (upper bound of t = value / scale, colour), from -1 up
+    (-0.5, (85, 85, 255)),  # bright blue
+    (-0.15, (0, 0, 170)),  # blue
+    (0.15, (85, 85, 85)),  # bright black: about 0
+    (0.5, (170, 0, 0)),  # red
+    (math.inf, (255, 85, 85)),  # bright red
+)
+FEW_NONFINITE: RGB = (255, 255, 85)  # bright yellow
+
+
+def few_colours(scale: float):
+    """Signed value -> one of five standard ANSI colours (exact, so a 16-colour terminal shows just these)."""
+
+    def colour(value: float) -> RGB:
+        if not math.isfinite(value):
+            return FEW_NONFINITE
+        t = value / scale if scale > 0 else 0.0
+        return next(rgb for bound, rgb in FEW_COLOURS if t < bound)
+
+    return colour
+
+
+def few_colours_legend(scale: float) -> Text:
+    text = Text("scale: ")
+    half = scale / 2
+    labels = (f"below -{half:.2g}", "negative", "about 0", "positive", f"above +{half:.2g}")
+    for (_, rgb), label in zip(FEW_COLOURS, labels):
+        text.append(charset.text("██"), style=Style(color=Color.from_rgb(*rgb)))
+        text.append(f" {label}  ")
+    return text

@@ -12,12 +12,16 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from nktui.ui.heatmap import RGB, render_colours
+from nktui.render.heatmap import RGB, render_colours
+
+if TYPE_CHECKING:
+    from nktui.training.records import Grid
 
 LEVELS = 10
 # Dark blue (low loss) through teal and green to yellow (high loss): readable on a dark terminal, and in 256 colours.
@@ -55,7 +59,7 @@ def band_colour(index: int, count: int) -> RGB:
     return PALETTE[min(len(PALETTE) - 1, index * len(PALETTE) // max(count, 1))]
 
 
-def resample(grid: Sequence[Sequence[float]], rows: int, cols: int) -> list[list[float]]:
+def resample(grid: Grid, rows: int, cols: int) -> list[list[float]]:
     """Bilinear interpolation of grid (ys ascending down its rows) to rows x cols, flipped so row 0 is the top."""
     n_rows, n_cols = len(grid), len(grid[0])
     out = []
@@ -83,7 +87,7 @@ def side_for(width: int, height: int, resolution: int) -> int:
 
 
 def draw_surface(
-    losses: Sequence[Sequence[float]],
+    losses: Grid,
     span: float,
     path: Sequence[tuple[float, float]],
     side: int,

@@ -2,7 +2,7 @@
 
 | module | owns |
 | --- | --- |
-| `__init__` | `run()` (the console script and `python -m nktui`) and `main()`: which command, then the app or a command |
+| `__init__` | `run()` (the console script, `python -m nktui`) and `main()`: the app or one of the commands |
 | `args.py` | the parsers, one flag per `RunConfig` field, the validated `RunConfig` they build (`build_config`) |
 | `resume.py` | `--resume PATH`: the checkpoint's config with the flags that may change, and the `ResumePlan` |
 | `train.py` | `nktui train`: the run without the app; `progress.py` its bar or lines, `run_report.py` what it says |

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
-from ..messages import EXIT_BAD_INPUT, print_error
+from ..messages import EXIT_BAD_INPUT, one_line, print_error
 
 # Help for each RunConfig field's flag: (metavar, text). A field missing here still gets its flag (the flags are
 # made from RunConfig's fields), with a plain help text; the defaults shown are RunConfig's own.
@@ -70,10 +70,10 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but its errors are one line in nktui's format (and still exit with code 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        text = " ".join(message.split())
+        text = one_line(message)
         if text.startswith("unrecognized arguments") and any(c in text.split() for c in COMMANDS):
             text += " (a command goes first: nktui train [flags])"
-        self.exit(2, f"nktui: error: {text} (see {self.prog} --help)\n")
+        self.exit(EXIT_BAD_INPUT, f"nktui: error: {text} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def build_config_or_exit_code(args: list[str]) -> tuple[Any, Options] | int:
     try:
         return build_config(args)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except Exception as exc:
         from ..training.errors import NktuiError
 

@@ -5,7 +5,7 @@ away: a broken pipe) must not cost the run. `StreamOutput` wraps a standard stre
 instead of raised, `problem` says what is wrong with the stream ("closed", "gone (its reader went away)", "full (No
 space left on device)") and `gone` that the reader went away, which `nktui train` takes as a stop, as on a stop
 signal. What the run could not print that matters (its warnings, errors, the summary and how to resume) goes to the
-run's nktui.log instead (`nktui.headless`).
+run's nktui.log instead (`nktui.cli.train`).
 
 `fill_closed_fds`, called first thing by the console script, opens /dev/null on a standard file descriptor that
 was closed: otherwise the next file nktui opens (the run's `.lock`, metrics.jsonl) would get that number, and
@@ -48,7 +48,7 @@ class StreamOutput:
         self.name = name
         self.gone = False  # the reader went away (a broken pipe)
         self.problem: str | None = "closed" if stream is None else None
-        self.noted = False  # the problem is in nktui.log (`nktui.headless` notes it once)
+        self.noted = False  # the problem is in nktui.log (`nktui.cli.train` notes it once)
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, BrokenPipeError):

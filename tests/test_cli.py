@@ -87,7 +87,7 @@ def test_train_exits_0_and_prints_progress_and_summary(real_run):
 def test_train_does_not_import_textual(real_run):
     proc, _, _ = real_run
     imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    assert "nktui.headless" in imported and "torch" in imported
+    assert "nktui.cli.train" in imported and "torch" in imported
     assert not [name for name in imported if name.split(".")[0] == "textual"]
 
 
@@ -196,7 +196,7 @@ def test_ctrl_c_stops_at_a_step_saves_and_exits_0(tmp_path):
 def test_a_terminal_gets_a_progress_bar(tmp_path):
     import io
 
-    from nktui.headless import run_headless
+    from nktui.cli.train import run_headless
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

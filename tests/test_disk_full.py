@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nktui.headless import run_headless
+from nktui.cli.train import run_headless
 from nktui.training import RunConfig
 from nktui.training import safe_files
 from nktui.training.checkpoint import load_checkpoint
@@ -99,7 +99,7 @@ def test_metrics_that_cannot_be_written_are_one_warning_and_last_pt_is_saved(tmp
 def test_a_final_save_that_does_not_fit_exits_1_and_keeps_the_old_last_pt(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     assert headless(RunConfig(device="cpu", steps=20, run_dir=str(run_dir)))[0] == 0
-    from nktui.resume import plan_resume
+    from nktui.cli.resume import plan_resume
     from nktui.training import checkpoint
 
     config, plan = plan_resume(run_dir / "last.pt", {"steps": 40})
@@ -126,7 +126,7 @@ def test_a_final_save_that_does_not_fit_exits_1_and_keeps_the_old_last_pt(tmp_pa
 def test_a_resume_into_a_folder_that_cannot_be_written_is_refused_before_training(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     assert headless(RunConfig(device="cpu", steps=20, run_dir=str(run_dir)))[0] == 0
-    from nktui.resume import plan_resume
+    from nktui.cli.resume import plan_resume
     from nktui.training import rundir
 
     def read_only(path):

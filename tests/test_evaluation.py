@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from nktui import eval_command
+from nktui.cli import eval as eval_command
 from nktui.render import eval_tables
 from nktui.render.heatmap import image
 from nktui.training.evaluation import class_metrics, evaluate_in_detail

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from nktui.progress import PlainProgress
+from nktui.cli.progress import PlainProgress
 from nktui.render.format import number
 from nktui.training import RunConfig
 from nktui.training.history import RunHistory

@@ -119,7 +119,7 @@ def test_one_index_notation_everywhere():
 
 
 async def test_a_resumed_run_plots_its_earlier_history(apps, tmp_path, capsys):
-    from nktui.resume import plan_resume
+    from nktui.cli.resume import plan_resume
 
     run = tmp_path / "run"
     assert cli.main(["train", "--device", "cpu", "--steps", "200", "--log-every", "20", "--run-dir", str(run)]) == 0

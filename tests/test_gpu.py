@@ -109,7 +109,7 @@ def test_real_gpu_reading():
 
 
 def test_nktui_train_header_has_the_gpu_line_on_cuda(monkeypatch):
-    from nktui import headless
+    from nktui.cli import train as headless
 
     monkeypatch.setitem(gpu._MONITORS, 0, GpuMonitor(0, query=lambda: H100))
     cuda = types.SimpleNamespace(device=torch.device("cuda:0"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nktui import cli
-from nktui.resume import plan_resume
+from nktui.cli.resume import plan_resume
 from nktui.training import RunConfig, RunState, Trainer
 from nktui.training.checkpoint import load_checkpoint, save_checkpoint
 from nktui.training.errors import ConfigError

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from nktui import cli
-from nktui.resume import plan_resume
+from nktui.cli.resume import plan_resume
 from nktui.training import ConfigError, RunConfig
 from nktui.training.errors import RunDirInUse
 from nktui.training.keeper import RunKeeper

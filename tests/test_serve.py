@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from nktui import cli, serve
+from nktui import cli
+from nktui.cli import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 

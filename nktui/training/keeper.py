@@ -130,7 +130,7 @@ class RunKeeper:
 
     def __init__(self, run_dir: str | Path, config: RunConfig, *, resume: Any = None, headless: bool = False,
                  fresh: bool = False) -> None:
-        """`resume`: a `nktui.resume.ResumePlan` (its state is handed to the trainer, once). `headless`: the resume
+        """`resume`: a `nktui.cli.resume.ResumePlan` (its state is handed to the trainer, once). `headless`: the resume
         command to suggest is `nktui train --resume` rather than `nktui --resume`. `fresh`: `run_dir` is a new name
         (a default `runs/<date-time>`): if another process makes that folder first, `claim` takes `run_dir-2` ..."""
         self.run_dir = Path(run_dir)

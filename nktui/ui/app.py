@@ -50,7 +50,7 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
 
     def __init__(self, config: RunConfig, *, paused: bool = False, run_dir=None, resume=None,
                  handle_signals: bool = False, **trainer_kwargs) -> None:
-        """`run_dir`: where the run's files go (None: no files); `resume`: a nktui.resume.ResumePlan to go on
+        """`run_dir`: where the run's files go (None: no files); `resume`: a nktui.cli.resume.ResumePlan to go on
         from; `handle_signals`: SIGINT/SIGTERM/SIGHUP save and exit (see nktui.ui.run_lifecycle)."""
         charset.decide()  # Unicode or ASCII, once (nktui.render.charset); before the driver is chosen
         super().__init__()

@@ -7,7 +7,7 @@ with `--csv`, `--tensorboard`: `nktui.training.exporters`), prints progress (a r
 otherwise), and at the end asks the training thread for `last.pt` and the final evaluations. Ctrl+C, SIGTERM
 and SIGHUP (the terminal or the SSH connection went away: `nktui.signals`) stop at a step boundary, save
 `last.pt` first, print the summary and, as the last line, how to resume (exit 0). `--resume` continues a
-checkpoint (`nktui.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.keeper`).
+checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.keeper`).
 
 Write faults never end a run: a metrics file that cannot be written (a full disk) or a periodic last.pt that does
 not fit is one warning and the run goes on; stdout or stderr closed, full or gone (`nktui.streams`) drops what
@@ -32,19 +32,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli import one_line, print_error
-from .gc_policy import freeze_what_is_built
+from ..gc_policy import freeze_what_is_built
+from ..messages import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROWS_LOST,
+    EXIT_WATCHPOINT,
+    one_line,
+    print_error,
+)
+from ..signals import StopSignals
+from ..streams import StreamOutput
+from ..training import EvalResult, NktuiError, RunConfig, RunState, Trainer
+from ..training.devices import describe_device
+from ..training.exporters import check_exports, enable_histograms, open_writers
+from ..training.gpu import gpu_line, gpu_monitor
+from ..training.keeper import RunKeeper
+from ..training.rundir import choose_run_dir
+from ..training.safe_files import describe_write_error
 from .progress import BarProgress, PlainProgress
 from .run_report import Final, Outcome, Reporter, last_line, summary
-from .signals import StopSignals
-from .streams import StreamOutput
-from .training import EvalResult, NktuiError, RunConfig, RunState, Trainer
-from .training.devices import describe_device
-from .training.exporters import check_exports, enable_histograms, open_writers
-from .training.gpu import gpu_line, gpu_monitor
-from .training.keeper import RunKeeper
-from .training.rundir import choose_run_dir
-from .training.safe_files import describe_write_error
 
 POLL_SECONDS = 0.2  # how often the records are read
 DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
@@ -80,7 +89,7 @@ def finalize(trainer: Trainer, keeper: RunKeeper) -> Final:
 # -- progress --------------------------------------------------------------------------------------------------
 def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | None = None, resume: Any = None) -> int:
     """Train `config` to its end (or Ctrl+C, SIGTERM, SIGHUP) and return the exit code. `resume`: a
-    `nktui.resume.ResumePlan` to go on from."""
+    `nktui.cli.resume.ResumePlan` to go on from."""
     out = StreamOutput(sys.stdout if out is None else out, "stdout")  # (None: closed when nktui started)
     err = StreamOutput(sys.stderr if err is None else err, "stderr")
     try:
@@ -88,7 +97,7 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
         run_dir = resume.run_dir if resume is not None else choose_run_dir(config)
     except NktuiError as exc:
         print_error(exc, err)
-        return 2
+        return EXIT_BAD_INPUT
     # The folder is claimed (made and locked: one run a folder) before the trainer is built; `fresh`: a default
     # runs/<date-time> that another process made first becomes runs/<date-time>-2.
     fresh = config.run_dir is None and not getattr(resume, "in_place", False)
@@ -97,7 +106,7 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
         keeper.claim()
     except NktuiError as exc:
         print_error(exc, err)
-        return 2
+        return EXIT_BAD_INPUT
     # SIGINT, SIGTERM and SIGHUP only count (stops.count): the loops below read it at each poll, so the stop is
     # taken where the code expects it, never as an exception from whatever the main thread was doing (a lock, a
     # wait, half a line of output).
@@ -118,15 +127,15 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: StreamOu
     except KeyboardInterrupt:  # (raised by Python itself where the handlers could not be installed)
         controller.stop()
         err.say("nktui: interrupted before the first step; nothing was written")
-        return 0
+        return EXIT_OK
     if controller.state is RunState.FAILED:
         error = controller.error
         if isinstance(error, NktuiError):  # (one from the user's code keeps that code's traceback as its cause)
             log = keeper.log_build_failure(controller.error_traceback) if error.__cause__ is not None else None
             print_error(f"{error} (traceback in {log})" if log else error, err)
-            return 2
+            return EXIT_BAD_INPUT
         err.say(controller.error_traceback)  # a bug: keep its traceback
-        return 1
+        return EXIT_FAILED
     freeze_what_is_built()  # torch and the model: out of the cyclic collector's walks (see nktui.gc_policy)
     trainer: Trainer = controller.trainer
     try:
@@ -134,7 +143,7 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: StreamOu
     except NktuiError as exc:
         controller.stop()
         print_error(exc, err)
-        return 2
+        return EXIT_BAD_INPUT
     try:
         return _train(controller, trainer, keeper, stops, out, err)
     finally:
@@ -211,8 +220,8 @@ def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSign
         err.say(outcome.traceback)  # (nktui.log has it)
     for line in outcome.errors:
         report.tell(err, line)
-    if outcome.code == 0 and writer.failed:  # last.pt holds the final state, but the rows are not all there
-        outcome.code = 4
+    if outcome.code == EXIT_OK and writer.failed:  # last.pt holds the final state, but the rows are not all there
+        outcome.code = EXIT_ROWS_LOST
     if outcome.final is not None:
         summary(report, trainer, outcome, run_dir, writer.files)
     stopped = (f"stopped by {stops.name} at step {{step}}" if stops.name
@@ -251,7 +260,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
                 else f"last.pt holds step {keeper.saved_step}, from before the fault")
         where = f"traceback in {log}" if log is not None else "traceback above"
         line = f"nktui: error: training failed after step {trainer.step_count}: {what} ({where}; {kept})"
-        return Outcome(1, errors=(line,), traceback=controller.error_traceback)
+        return Outcome(EXIT_FAILED, errors=(line,), traceback=controller.error_traceback)
 
     future = controller.call(lambda t: finalize(t, keeper))
     signals_before = stops.count
@@ -266,7 +275,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
                     raise KeyboardInterrupt("SIGINT") from None
     except KeyboardInterrupt:
         held = "no last.pt was written" if keeper.saved_step is None else f"last.pt holds step {keeper.saved_step}"
-        return Outcome(130, errors=(f"nktui: interrupted again while finishing: exiting now; {held}",))
+        return Outcome(EXIT_INTERRUPTED, errors=(f"nktui: interrupted again while finishing: exiting now; {held}",))
     finally:
         controller.stop()
         controller.join(timeout=10)
@@ -276,12 +285,12 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
         step = final.saved_step
         kept = f"last.pt still holds step {step}" if step is not None else "no last.pt was written"
         line = f"nktui: error: the final state (step {final.step}) was not saved: {final.save_error}; {kept}"
-        return Outcome(1, final, wall, interrupted and final.step < trainer.step_limit, errors=(line,))
+        return Outcome(EXIT_FAILED, final, wall, interrupted and final.step < trainer.step_limit, errors=(line,))
     hit = trainer.watch_hit
     if hit is not None:
         switch = WATCH_FLAGS.get(hit.watchpoint)
         regardless = f"{switch}, or --no-watch for all of them" if switch else "--no-watch"
         lines = [f"nktui: watchpoint {h.watchpoint}: {h.message}" for h in trainer.watch_hits or [hit]]
         lines[-1] += f" (to train on regardless: {regardless})"
-        return Outcome(3, final, wall, errors=(*errors, *lines), stopped_by=hit.watchpoint)
-    return Outcome(0, final, wall, interrupted and final.step < trainer.step_limit, errors=errors)
+        return Outcome(EXIT_WATCHPOINT, final, wall, errors=(*errors, *lines), stopped_by=hit.watchpoint)
+    return Outcome(EXIT_OK, final, wall, interrupted and final.step < trainer.step_limit, errors=errors)

@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import ArgumentParser, _add_config_flags, build_config_or_exit_code, print_error
+from ..messages import EXIT_BAD_INPUT, EXIT_OK, print_error
+from .args import ArgumentParser, add_config_flags, build_config_or_exit_code
 
 INSTALL_HINT = "pip install 'nktui[serve]' (or pip install textual-serve)"
 DEFAULT_HOST = "127.0.0.1"
@@ -51,7 +52,7 @@ def make_parser() -> ArgumentParser:
     )
     _serve_options(parser)
     parser.add_argument("--paused", action="store_true", help="each tab's app opens paused before step 1")
-    _add_config_flags(parser)
+    add_config_flags(parser)
     return parser
 
 
@@ -82,17 +83,17 @@ def serve_main(argv: list[str]) -> int:
     if getattr(parsed, "resume", None):
         print_error("nktui serve cannot --resume: every tab would go on with the same run in the same folder. Resume "
                     "in a terminal (nktui --resume PATH), or serve a fresh run of it: --config RUN_DIR/config.toml")
-        return 2
+        return EXIT_BAD_INPUT
     built = build_config_or_exit_code(app_args)  # the tabs' config: a bad value is reported here, not in every tab
     if isinstance(built, int):
         return built
     config, _ = built
     if importlib.util.find_spec("textual_serve") is None:
         print_error(f"nktui serve needs the textual-serve package, which is not installed: {INSTALL_HINT}")
-        return 2
+        return EXIT_BAD_INPUT
     if not 0 < options.port < 65536:
         print_error(f"--port must be between 1 and 65535, not {options.port}")
-        return 2
+        return EXIT_BAD_INPUT
     from textual_serve.server import Server
 
     runs = Path(config.run_dir) if config.run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S-serve")
@@ -107,5 +108,5 @@ def serve_main(argv: list[str]) -> int:
         server.serve()
     except OSError as exc:  # the port is taken, the address is not ours ...
         print_error(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc} (try another --port)")
-        return 2
-    return 0
+        return EXIT_BAD_INPUT
+    return EXIT_OK

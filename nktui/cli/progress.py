@@ -1,6 +1,6 @@
 """Progress of `nktui train`: a rich progress bar on a terminal, plain lines otherwise.
 
-Both follow the records `nktui.headless` reads (`add`) and report the mean loss and accuracy since the last
+Both follow the records `nktui.cli.train` reads (`add`) and report the mean loss and accuracy since the last
 report, the latest LR, samples/s and validation accuracy. They run on the reading thread, never the trainer's.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from .render.format import number, rate  # (text only: no Textual)
-from .training import EvalResult, StepRecord, Trainer
+from ..render.format import number, rate  # (text only: no Textual)
+from ..training import EvalResult, StepRecord, Trainer
 
 
 class Progress:

@@ -1,25 +1,24 @@
-"""The command line: `nktui` opens the app, `nktui train` trains without it. Both take the same config flags.
+"""The command line's arguments: the parsers, one flag per `RunConfig` field, and the validated `RunConfig` they build.
 
-This module owns argument parsing and turning arguments into a validated `RunConfig`: a `--config FILE.toml`
-is the base, and only the flags given on the command line override it (every flag defaults to None, so "not
-given" and "given the default value" differ). It also owns the one-line error contract: bad input prints
-`nktui: error: <what is wrong and how to fix it>` on stderr and exits with code 2, without a traceback. Any other
-exception is a bug and keeps its traceback.
+A `--config FILE.toml` is the base, and only the flags given on the command line override it (every flag defaults
+to None, so "not given" and "given the default value" differ); `--resume PATH` takes the checkpoint's config
+instead (`nktui.cli.resume`). A bad value is a `ConfigError`, which `build_config_or_exit_code` turns into one
+`nktui: error:` line and exit code 2 (`nktui.messages`). `nktui`, `nktui train` and `nktui serve` use these flags.
 
-Importing this module imports neither torch nor textual, so `nktui --help` is instant; the engine is imported
-once the arguments are parsed, the app only on the app path. The headless run itself is `nktui.headless`.
+Importing this module imports neither torch nor textual, so `nktui --help` is instant; the engine's config is
+imported once the arguments are parsed.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
-from . import __version__
+from .. import __version__
+from ..messages import EXIT_BAD_INPUT, one_line, print_error
 
 # Help for each RunConfig field's flag: (metavar, text). A field missing here still gets its flag (the flags are
 # made from RunConfig's fields), with a plain help text; the defaults shown are RunConfig's own.
@@ -71,10 +70,10 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but its errors are one line in nktui's format (and still exit with code 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        text = " ".join(message.split())
+        text = one_line(message)
         if text.startswith("unrecognized arguments") and any(c in text.split() for c in COMMANDS):
             text += " (a command goes first: nktui train [flags])"
-        self.exit(2, f"nktui: error: {text} (see {self.prog} --help)\n")
+        self.exit(EXIT_BAD_INPUT, f"nktui: error: {text} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -83,20 +82,18 @@ class Options:
 
     command: str = "app"  # "app" or "train"
     paused: bool = False  # the app opens paused before step 1
-    resume: Any = None  # a nktui.resume.ResumePlan for --resume PATH
+    resume: Any = None  # a nktui.cli.resume.ResumePlan for --resume PATH
     warnings: tuple[str, ...] = ()  # printed as `nktui: warning: ...` before the run starts
 
 
 def config_fields() -> tuple[tuple[Any, ...], Any, int]:
     """(RunConfig's dataclass fields, a default RunConfig, DEFAULT_STEPS); nktui.training.config imports no torch."""
-    import dataclasses
-
-    from .training.config import DEFAULT_STEPS, RunConfig
+    from ..training.config import DEFAULT_STEPS, RunConfig
 
     return tuple(dataclasses.fields(RunConfig)), RunConfig(), DEFAULT_STEPS
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """`--config`, then one flag per RunConfig field: `--name-with-dashes`; booleans as `--x/--no-x`. Every flag
     defaults to None, which means "not given": only given flags override the config file."""
     group = parser.add_argument_group("run configuration (flags override --config)")
@@ -144,13 +141,13 @@ def make_parsers() -> tuple[ArgumentParser, ArgumentParser]:
     )
     app.add_argument("--version", action="version", version=f"nktui {__version__}")
     app.add_argument("--paused", action="store_true", help="open the app paused before step 1")
-    _add_config_flags(app)
+    add_config_flags(app)
     train = ArgumentParser(
         prog="nktui train",
         description="Train without the app. Writes config.toml, metrics.jsonl and last.pt into the run directory "
         "and prints progress (a bar on a terminal, plain lines otherwise) and a closing summary.",
     )
-    _add_config_flags(train)
+    add_config_flags(train)
     return app, train
 
 
@@ -167,8 +164,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Optio
 def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
     """(validated RunConfig, Options) from a command line; runs nothing. Raises ConfigError for bad values."""
     args, options = parse_args(argv)
-    from .training.config import cap_threads  # the engine, once parsing is done: --help stays instant
-    from .training.sizing import check_model_fits
+    from ..training.config import cap_threads  # the engine, once parsing is done: --help stays instant
+    from ..training.sizing import check_model_fits
 
     config, options = _build_config(args, options)
     check_model_fits(config)  # a model that cannot fit in memory: one line now, not a MemoryError later
@@ -177,8 +174,8 @@ def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
 
 
 def _build_config(args: argparse.Namespace, options: Options) -> tuple[Any, Options]:
-    from .training.config import RunConfig, parse_lr
-    from .training.errors import ConfigError
+    from ..training.config import RunConfig, parse_lr
+    from ..training.errors import ConfigError
 
     if args.resume is not None and not args.resume.strip():
         raise ConfigError("--resume is empty: give a run's last.pt or its folder")
@@ -204,107 +201,17 @@ def _build_config(args: argparse.Namespace, options: Options) -> tuple[Any, Opti
     return RunConfig.from_dict(values, source="command line").validate(), options
 
 
-def one_line(message: object) -> str:
-    return " ".join(str(message).split())
-
-
-def print_error(message: object, file: Any = None) -> None:
-    """The one line bad input gets: `nktui: error: <message on one line>` (on stderr unless told otherwise)."""
-    print(f"nktui: error: {one_line(message)}", file=sys.stderr if file is None else file, flush=True)
-
-
 def build_config_or_exit_code(args: list[str]) -> tuple[Any, Options] | int:
     """`build_config(args)`, or the exit code when it cannot: argparse's own (--help, --version: 0; a malformed
     command line: 2), or 2 after one line for a bad value (an `NktuiError`)."""
     try:
         return build_config(args)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except Exception as exc:
-        from .training.errors import NktuiError
+        from ..training.errors import NktuiError
 
         if isinstance(exc, NktuiError):
             print_error(exc)
-            return 2
+            return EXIT_BAD_INPUT
         raise
-
-
-def run() -> NoReturn:
-    """The `nktui` command and `python -m nktui`: `main()`, then exit without the interpreter's teardown.
-
-    Everything nktui writes is closed (and last.pt fsynced) before `main()` returns, and the terminal is restored.
-    What remains is tearing down PyTorch's thousands of modules, which took 0.8 s after `import torch` and 1.7 s
-    once an optimizer had imported torch._dynamo (PyTorch 2.14, 2 cores): most of the time between `q` and the
-    shell prompt. `os._exit` skips it; stdout and stderr are flushed first. A standard stream that was closed
-    (`nktui train >&-`) gets /dev/null under it first (`nktui.streams.fill_closed_fds`).
-    """
-    from .streams import fill_closed_fds
-
-    fill_closed_fds()
-    try:
-        code = main()
-    except KeyboardInterrupt:  # ctrl+c before the app or the trainer took over the terminal
-        code = 130
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:  # (None: closed when the process started)
-                stream.flush()
-        except (OSError, ValueError):  # a reader that went away (`nktui train | head`), /dev/full: nothing left
-            pass  # to tell it
-    os._exit(code if isinstance(code, int) else 0)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`nktui` and `python -m nktui`: returns the exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["serve"]:  # the app in a browser: nktui.serve parses its own flags
-        from .serve import serve_main
-
-        return serve_main(args_list[1:])
-    if args_list[:1] == ["eval"]:  # a checkpoint's evaluation tables: nktui.eval_command parses its own flags
-        from .eval_command import main as eval_main
-
-        return eval_main(args_list[1:])
-    built = build_config_or_exit_code(args_list)
-    if isinstance(built, int):
-        return built
-    config, options = built
-    for warning in options.warnings:
-        print(f"nktui: warning: {one_line(warning)}", file=sys.stderr, flush=True)
-    if options.command == "train":
-        from .headless import run_headless
-
-        code = run_headless(config, **({"resume": options.resume} if options.resume else {}))
-    else:
-        if options.resume is None and config.steps is None and config.epochs is None:
-            from .training.config import APP_DEFAULT_STEPS
-
-            config = config.replace(steps=APP_DEFAULT_STEPS)  # the app's run goes on until stopped (or this)
-        code = run_app_command(config, options)
-    from .signals import leave
-
-    return leave(code)  # after SIGTERM/SIGHUP/SIGINT: out now, not after torch's slow teardown
-
-
-def run_app_command(config: Any, options: Options) -> int:
-    if config.device not in ("auto", "cpu"):  # a device asked for by name: there, or one line before the screen opens
-        from .training.devices import resolve_device  # (imports torch here: only when a device is named)
-        from .training.errors import NktuiError
-
-        try:
-            resolve_device(config.device)
-        except NktuiError as exc:
-            print_error(exc)
-            return 2
-    try:
-        from .ui.app import run_app
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == "nktui.ui" or exc.name.startswith("nktui.ui.")):
-            print_error(f"the app ({exc.name}) is missing from this installation; `nktui train` trains without it")
-            return 1
-        raise
-    return run_app(config, paused=options.paused, **({"resume": options.resume} if options.resume else {}))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

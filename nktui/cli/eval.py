@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli import ArgumentParser, print_error
+from ..messages import EXIT_BAD_INPUT, EXIT_OK, print_error
+from .args import ArgumentParser
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def make_parser() -> argparse.ArgumentParser:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint (a run's last.pt, a folder holding one, or a saved state) with at least config, model and
     step; CheckpointError says what is wrong."""
-    from .training.checkpoint import load_checkpoint
+    from ..training.checkpoint import load_checkpoint
 
     return load_checkpoint(path)
 
@@ -46,9 +47,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def trainer_for_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None,
                            download: bool | None = None):
     """A Trainer rebuilt from the checkpoint's config (data, model) with the checkpoint's weights and step."""
-    from .training import RunConfig, Trainer
-    from .training.errors import CheckpointError
-    from .training.state import load_weights
+    from ..training import RunConfig, Trainer
+    from ..training.errors import CheckpointError
+    from ..training.state import load_weights
 
     state = read_checkpoint(path)
     changes: dict[str, Any] = {"device": device}
@@ -71,7 +72,7 @@ def trainer_for_checkpoint(path: str | Path, *, device: str = "auto", data_dir: 
 def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None, split: str = "val",
                         wrong: int = 8, download: bool | None = None):
     """The `Evaluation` of a checkpoint's weights: what `nktui eval` prints."""
-    from .training.evaluation import evaluate_in_detail
+    from ..training.evaluation import evaluate_in_detail
 
     trainer = trainer_for_checkpoint(path, device=device, data_dir=data_dir, download=download)
     return evaluate_in_detail(trainer, split, wrong)
@@ -80,7 +81,7 @@ def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str
 def print_evaluation(ev, out: TextIO, *, path: str | None = None) -> None:
     from rich.console import Console
 
-    from .render import eval_tables
+    from ..render import eval_tables
 
     console = Console(file=out, highlight=False)
     if path:
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> int:
         args = make_parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    from .training.errors import NktuiError
+    from ..training.errors import NktuiError
 
     try:
         ev = evaluate_checkpoint(
@@ -118,9 +119,9 @@ def main(argv: list[str]) -> int:
         )
     except NktuiError as exc:
         print_error(exc)
-        return 2
+        return EXIT_BAD_INPUT
     print_evaluation(ev, sys.stdout, path=args.path)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .streams import StreamOutput
-from .training import EvalResult
-from .training.keeper import RunKeeper, resume_command
+from ..messages import EXIT_FAILED
+from ..streams import StreamOutput
+from ..training import EvalResult
+from ..training.keeper import RunKeeper, resume_command
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def last_line(report: Reporter, trainer: Any, outcome: Outcome, stopped: str | N
             line = f"resume: {command}"
     step = final.step if final is not None else trainer.step_count
     if final is None:
-        what = f"failed after step {step}" if outcome.code == 1 else f"ended at step {step}"
+        what = f"failed after step {step}" if outcome.code == EXIT_FAILED else f"ended at step {step}"
     elif outcome.stopped_by:
         what = f"stopped by the {outcome.stopped_by} watchpoint at step {step}"
     elif stopped is not None:
@@ -148,7 +149,7 @@ def last_line(report: Reporter, trainer: Any, outcome: Outcome, stopped: str | N
     if final is not None and final.unsaved:
         holds = (f"the final state was not saved ({final.save_error}); "
                  + (f"{keeper.checkpoint} still holds step {saved}" if saved is not None else "no last.pt was written"))
-    elif final is None and saved is not None and outcome.code == 1:
+    elif final is None and saved is not None and outcome.code == EXIT_FAILED:
         holds += ", from before the fault"
     keeper.note(f"nktui train: {what}; {holds}" + (f". {line[0].upper()}{line[1:]}" if line else ""))
     if line is not None:

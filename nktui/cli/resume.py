@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .training.config import RunConfig
-from .training.errors import ConfigError
+from ..training.config import RunConfig
+from ..training.errors import ConfigError
 
 CHANGEABLE = frozenset({
     "steps", "epochs", "lr", "device", "run_dir", "log_every", "eval_every", "checkpoint_every", "data_dir",
@@ -55,8 +55,8 @@ def flag(name: str) -> str:
 def plan_resume(path: str | Path, given: dict[str, Any]) -> tuple[RunConfig, ResumePlan]:
     """(the config to go on with, the plan) for `--resume path` with the command line's `given` flags (field name ->
     value as parsed; `lr` already a float). ConfigError / CheckpointError say what is wrong."""
-    from .training.checkpoint import load_checkpoint, require_resumable
-    from .training.rundir import (
+    from ..training.checkpoint import load_checkpoint, require_resumable
+    from ..training.rundir import (
         CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, check_not_in_use, choose_run_dir, default_run_dir,
     )
 

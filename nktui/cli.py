@@ -88,10 +88,10 @@ class Options:
 
 
 def config_fields() -> tuple[tuple[Any, ...], Any, int]:
-    """(RunConfig's dataclass fields, a default RunConfig, DEFAULT_STEPS); nktui.training.config imports no torch."""
+    """(RunConfig's dataclass fields, a default RunConfig, DEFAULT_STEPS); nktui.protocol.config imports no torch."""
     import dataclasses
 
-    from .training.config import DEFAULT_STEPS, RunConfig
+    from .protocol.config import DEFAULT_STEPS, RunConfig
 
     return tuple(dataclasses.fields(RunConfig)), RunConfig(), DEFAULT_STEPS
 
@@ -167,7 +167,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Optio
 def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
     """(validated RunConfig, Options) from a command line; runs nothing. Raises ConfigError for bad values."""
     args, options = parse_args(argv)
-    from .training.config import cap_threads  # the engine, once parsing is done: --help stays instant
+    from .protocol.config import cap_threads  # the engine, once parsing is done: --help stays instant
     from .training.sizing import check_model_fits
 
     config, options = _build_config(args, options)
@@ -177,8 +177,8 @@ def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
 
 
 def _build_config(args: argparse.Namespace, options: Options) -> tuple[Any, Options]:
-    from .training.config import RunConfig, parse_lr
-    from .training.errors import ConfigError
+    from .protocol.config import RunConfig, parse_lr
+    from .protocol.errors import ConfigError
 
     if args.resume is not None and not args.resume.strip():
         raise ConfigError("--resume is empty: give a run's last.pt or its folder")
@@ -221,7 +221,7 @@ def build_config_or_exit_code(args: list[str]) -> tuple[Any, Options] | int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     except Exception as exc:
-        from .training.errors import NktuiError
+        from .protocol.errors import NktuiError
 
         if isinstance(exc, NktuiError):
             print_error(exc)
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run_headless(config, **({"resume": options.resume} if options.resume else {}))
     else:
         if options.resume is None and config.steps is None and config.epochs is None:
-            from .training.config import APP_DEFAULT_STEPS
+            from .protocol.config import APP_DEFAULT_STEPS
 
             config = config.replace(steps=APP_DEFAULT_STEPS)  # the app's run goes on until stopped (or this)
         code = run_app_command(config, options)
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_app_command(config: Any, options: Options) -> int:
     if config.device not in ("auto", "cpu"):  # a device asked for by name: there, or one line before the screen opens
         from .training.devices import resolve_device  # (imports torch here: only when a device is named)
-        from .training.errors import NktuiError
+        from .protocol.errors import NktuiError
 
         try:
             resolve_device(config.device)

@@ -38,7 +38,8 @@ from .progress import BarProgress, PlainProgress
 from .run_report import Final, Outcome, Reporter, last_line, summary
 from .signals import StopSignals
 from .streams import StreamOutput
-from .training import EvalResult, NktuiError, RunConfig, RunState, Trainer
+from .protocol import EvalResult, NktuiError, RunConfig, RunState
+from .training import Trainer
 from .training.devices import describe_device
 from .training.exporters import check_exports, enable_histograms, open_writers
 from .training.gpu import gpu_line, gpu_monitor

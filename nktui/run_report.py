@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .streams import StreamOutput
-from .training import EvalResult
+from .protocol import EvalResult
 from .training.keeper import RunKeeper, resume_command
 
 

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from nktui import eval_command
-from nktui.training.evaluation import class_metrics, evaluate_in_detail
-from nktui.training.records import EvalResult
+from nktui.protocol.records import EvalResult
+from nktui.protocol.results import class_metrics
+from nktui.training.evaluation import evaluate_in_detail
 from nktui.training.rundir import save_checkpoint
 from nktui.training.state import capture_state
 from nktui.ui import eval_tables

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from nktui.progress import PlainProgress
+from nktui.protocol.records import EvalResult, Histogram, LayerStats, StepRecord, frozen_mapping
 from nktui.training import RunConfig
 from nktui.training.history import RunHistory
-from nktui.training.records import EvalResult, Histogram, LayerStats, StepRecord, frozen_mapping
 from nktui.ui.app import NktuiApp
 from nktui.ui.format import number
 from pilot_support import started, until

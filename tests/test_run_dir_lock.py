@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from nktui import cli
+from nktui.protocol.errors import RunDirInUse
 from nktui.resume import plan_resume
 from nktui.training import ConfigError, RunConfig
-from nktui.training.errors import RunDirInUse
 from nktui.training.keeper import RunKeeper
 from nktui.training.rundir import (
     LOCK_FILE,

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from ..protocol.errors import CheckpointError
 from .safe_files import replacing
 from .state import FORMAT, VERSION, capture_state, restore_state
 

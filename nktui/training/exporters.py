@@ -35,9 +35,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import RunConfig
-from .errors import ConfigError
-from .records import EvalResult, LayerStats, StepRecord
+from ..protocol.config import RunConfig
+from ..protocol.errors import ConfigError
+from ..protocol.records import EvalResult, LayerStats, StepRecord
 from .rundir import METRICS_FILE, MetricsWriter
 from .safe_files import describe_write_error
 

@@ -42,9 +42,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .errors import ConfigError
-from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
+from ..protocol.config import RunConfig
+from ..protocol.errors import ConfigError
+from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 from .safe_files import AppendFile
 from .runlock import (  # noqa: F401 (the lock's names are importable from here too)
     LOCK_FILE,

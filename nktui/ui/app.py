@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from nktui.training import ConfigError, RunConfig, RunState
+from nktui.protocol import ConfigError, RunConfig, RunState
 from nktui.ui import ascii_terminal, charset, error_boundary, keys, run_lifecycle
 from nktui.ui.debugger_keys import DebuggerKeys
 from nktui.ui.key_states import KeyStates

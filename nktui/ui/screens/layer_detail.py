@@ -25,7 +25,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from nktui.training.records import LayerStats
+from nktui.protocol.records import LayerStats
 from nktui.ui import charset
 from nktui.ui.calls import when_done
 from nktui.ui.format import number, number_at_scale, ratio_text, shape_text

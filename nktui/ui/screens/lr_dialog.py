@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from nktui.training import ConfigError, parse_lr
+from nktui.protocol import ConfigError, parse_lr
 from nktui.ui.format import lr_text
 from nktui.ui.widgets.typed_input import TypedInput
 

@@ -18,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from nktui.training.trace import StepTrace
+from nktui.protocol import StepTrace
 from nktui.ui import charset
 from nktui.ui.calls import when_done
 from nktui.ui.format import index_text, number, number_at_scale, ratio_text, shape_text

@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from nktui.training.whatif import WhatIf
+from nktui.protocol import WhatIf
 from nktui.ui.calls import when_done
 from nktui.ui.format import lr_text, number
 

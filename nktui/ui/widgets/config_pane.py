@@ -14,9 +14,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select
 
-from nktui.training import ConfigError, RunConfig
+from nktui.protocol import ConfigError, RunConfig
+from nktui.protocol.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
 from nktui.ui import charset
-from nktui.training.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
 from nktui.ui.format import lr_text
 from nktui.ui.widgets.typed_input import TypedInput
 

@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
 
-from nktui.training import StepRecord
+from nktui.protocol import StepRecord
 from nktui.ui import charset
 from nktui.ui.format import number, ratio_text, shape_text, sparkline
 from nktui.ui.pacing import RedrawPace

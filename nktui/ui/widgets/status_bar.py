@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from nktui.training import RunState
+from nktui.protocol import RunState
 from nktui.ui.format import lr_text, number, rate
 
 STATE_STYLES = {

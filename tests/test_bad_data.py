@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from nktui import cli
+from nktui.protocol.config import usable_cores
 from nktui.training import DataError, RunConfig, Trainer
 from nktui.training import sources
-from nktui.training.config import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 

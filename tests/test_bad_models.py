@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from nktui import cli
+from nktui.protocol.errors import ModelError
 from nktui.training import RunConfig, Trainer
 from nktui.training import models, sizing
 from nktui.training.checkpoint import save_checkpoint
-from nktui.training.errors import ModelError
 from nktui.training.rundir import create_run_dir
 
 

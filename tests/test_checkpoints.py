@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from nktui.protocol.errors import CheckpointError
 from nktui.training import RunConfig, RunState, Trainer
 from nktui.training.checkpoint import (
     LEGACY_FORMAT,
@@ -18,7 +19,6 @@ from nktui.training.checkpoint import (
     require_resumable,
     save_checkpoint,
 )
-from nktui.training.errors import CheckpointError
 from nktui.training.keeper import Checkpointer
 from nktui.training.state import FORMAT
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from nktui import cli
-from nktui.training.config import APP_DEFAULT_STEPS
+from nktui.protocol.config import APP_DEFAULT_STEPS
+from nktui.protocol.errors import CheckpointError, ConfigError
+from nktui.protocol.records import EvalResult, LayerStats, frozen_mapping
 from nktui.training import RunConfig, StepRecord, Trainer
-from nktui.training.errors import CheckpointError, ConfigError
-from nktui.training.records import EvalResult, LayerStats, frozen_mapping
 from nktui.training.rundir import (
     MetricsWriter,
     atomic_save,

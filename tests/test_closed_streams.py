@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nktui.training import safe_files
+from nktui import safe_files
 from nktui.training.checkpoint import load_checkpoint
 from pilot_support import record_notifications, until, ui_thread_idle  # noqa: F401 (the fixture)
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from nktui.protocol.config import CONFIG_FILE_LIMIT, DEFAULT_STEPS, cap_threads, parse_hidden, usable_cores
 from nktui.training import ConfigError, RunConfig, parse_lr
-from nktui.training.config import CONFIG_FILE_LIMIT, DEFAULT_STEPS, cap_threads, parse_hidden, usable_cores
 
 
 def test_defaults_are_valid():

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nktui.protocol.records import Rewound
 from nktui.training import RunConfig, RunState, Trainer, WatchHit
 from nktui.training.history import RunHistory
-from nktui.training.records import Rewound
 from nktui.training.rewind import RewindError
 from nktui.training.whatif import log_spaced, lr_whatif
 

@@ -18,13 +18,13 @@ import pytest
 import torch
 
 from nktui.cli.train import run_headless
+from nktui.protocol.errors import ConfigError
+from nktui.protocol.records import EvalResult
 from nktui.training import RunConfig
-from nktui.training import safe_files
+from nktui import safe_files
 from nktui.training.checkpoint import load_checkpoint
-from nktui.training.errors import ConfigError
 from nktui.training.exporters import RunWriters
 from nktui.training.rundir import MetricsWriter, claim_run_dir, read_metrics, release_run_dir
-from nktui.training.records import EvalResult
 
 ROOT = Path(__file__).resolve().parents[1]
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")

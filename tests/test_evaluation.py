@@ -17,8 +17,9 @@ from rich.console import Console
 from nktui.cli import eval as eval_command
 from nktui.render import eval_tables
 from nktui.render.heatmap import image
-from nktui.training.evaluation import class_metrics, evaluate_in_detail
-from nktui.training.records import EvalResult
+from nktui.training.evaluation import evaluate_in_detail
+from nktui.protocol.records import EvalResult
+from nktui.protocol.results import class_metrics
 from nktui.training.rundir import save_checkpoint
 from nktui.training.state import capture_state
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from nktui import cli
+from nktui.protocol.errors import ConfigError
+from nktui.protocol.records import EvalResult, Histogram, LayerStats, StepRecord, WatchHit, frozen_mapping
 from nktui.training import RunConfig, exporters
-from nktui.training.errors import ConfigError
 from nktui.training.exporters import (
     CsvWriter,
     TensorBoardWriter,
@@ -27,7 +28,6 @@ from nktui.training.exporters import (
     read_csv,
     tensorboard_histogram,
 )
-from nktui.training.records import EvalResult, Histogram, LayerStats, StepRecord, WatchHit, frozen_mapping
 from nktui.training.rundir import choose_run_dir, create_run_dir, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from torch import nn
 
 from nktui.cli.progress import PlainProgress
 from nktui.render.format import number
+from nktui.protocol.records import EvalResult, Histogram, LayerStats, StepRecord, frozen_mapping
 from nktui.training import RunConfig
 from nktui.training.history import RunHistory
-from nktui.training.records import EvalResult, Histogram, LayerStats, StepRecord, frozen_mapping
 from nktui.ui.app import NktuiApp
 from pilot_support import started, until
 

@@ -165,7 +165,7 @@ def test_tiny_and_signed_zero_gradients_are_measured(tiny):
 
 # -- watchpoints: independent, and quiet on healthy runs -------------------------------------------------------
 def record_with(step, loss, norms: dict[str, float]):
-    from nktui.training.records import LayerStats, StepRecord, frozen_mapping
+    from nktui.protocol.records import LayerStats, StepRecord, frozen_mapping
 
     layers = {n: LayerStats(n, (4, 4), g, 0.0, 0.0, 0.0, 1.0, 1e-3, 0) for n, g in norms.items()}
     return StepRecord(step, 1, loss, 0.5, 0.1, layers=frozen_mapping(layers))
@@ -239,7 +239,7 @@ def test_the_vectorised_screen_misses_nothing_the_exact_check_catches():
     every record one by one, on random runs with jumps, vanishing layers and non-finite values."""
     import random
 
-    from nktui.training.records import StepRecord
+    from nktui.protocol.records import StepRecord
 
     names, shapes = ("a.weight", "a.bias", "b.weight"), ((4, 4), (4,), (4, 4))
     config = RunConfig(watch_vanishing=1e-3)

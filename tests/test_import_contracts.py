@@ -1,6 +1,7 @@
 """The import contracts in pyproject.toml's [tool.importlinter] hold: `lint-imports`, run on this checkout's nktui.
 
-The layers (cli > ui > signals, streams, gc_policy, messages > training), the engine free of the app, the command
+The layers (cli > ui > signals, streams, gc_policy, messages > training | render > protocol > safe_files), the protocol
+and the renderers free of torch and Textual, the engine free of the app, the command
 line and Textual, the app free of the command line, the commands never importing the package nktui.cli itself,
 and no import cycle among siblings anywhere in nktui. The contracts' ids are checked too, so that a contract
 dropped from pyproject.toml fails here.
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACTS = {"layers", "engine", "ui", "cli-package", "acyclic"}
+CONTRACTS = {"layers", "protocol", "render", "engine", "ui", "cli-package", "acyclic"}
 
 
 def lint_imports() -> subprocess.CompletedProcess:

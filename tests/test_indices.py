@@ -1,11 +1,11 @@
-"""Flat positions and coordinates (nktui.training.indices): the one copy of the arithmetic, both ways."""
+"""Flat positions and coordinates (nktui.protocol.indices): the one copy of the arithmetic, both ways."""
 
 from __future__ import annotations
 
 import itertools
 
 from nktui.render.format import index_text
-from nktui.training.indices import ravel, unravel
+from nktui.protocol.indices import ravel, unravel
 
 
 def test_ravel_and_unravel_are_row_major_and_inverse():

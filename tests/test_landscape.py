@@ -12,16 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nktui.training.landscape import (
-    SurfaceCancelled,
-    SurfaceProgress,
-    SurfaceRequest,
-    compute_surface,
-    evaluation_batch,
-    grid_offsets,
-    parse_weight_ref,
-)
-from nktui.training.landscape_directions import WeightRef, filter_normalise, random_directions
+from nktui.protocol.results import SurfaceCancelled, SurfaceRequest, WeightRef, parse_weight_ref
+from nktui.training.landscape import SurfaceProgress, compute_surface, evaluation_batch, grid_offsets
+from nktui.training.landscape_directions import filter_normalise, random_directions
 from nktui.training.trajectory import Trajectory
 
 
@@ -374,7 +367,8 @@ class SlowLinear(torch.nn.Module):
 
 
 def test_a_slow_model_gets_a_coarser_grid_within_the_budget():
-    from nktui.training.landscape import BUDGET_SECONDS, SurfaceRequest, compute_surface
+    from nktui.protocol.results import BUDGET_SECONDS, SurfaceRequest
+    from nktui.training.landscape import compute_surface
 
     from nktui.training import RunConfig, Trainer
 

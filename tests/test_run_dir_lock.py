@@ -20,8 +20,8 @@ import pytest
 
 from nktui import cli
 from nktui.cli.resume import plan_resume
+from nktui.protocol.errors import RunDirInUse
 from nktui.training import ConfigError, RunConfig
-from nktui.training.errors import RunDirInUse
 from nktui.training.keeper import RunKeeper
 from nktui.training.rundir import (
     LOCK_FILE,

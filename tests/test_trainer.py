@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from nktui.protocol.config import DEFAULT_STEPS
 from nktui.training import ConfigError, EvalResult, ModelError, RunConfig, StepRecord, Trainer
-from nktui.training.config import DEFAULT_STEPS
 from nktui.training.models import load_factory
 
 

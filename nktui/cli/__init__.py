@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run_headless(config, **({"resume": options.resume} if options.resume else {}))
     else:
         if options.resume is None and config.steps is None and config.epochs is None:
-            from ..training.config import APP_DEFAULT_STEPS
+            from ..protocol.config import APP_DEFAULT_STEPS
 
             config = config.replace(steps=APP_DEFAULT_STEPS)  # the app's run goes on until stopped (or this)
         code = run_app_command(config, options)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_app_command(config: Any, options: Options) -> int:
     if config.device not in ("auto", "cpu"):  # a device asked for by name: there, or one line before the screen opens
         from ..training.devices import resolve_device  # (imports torch here: only when a device is named)
-        from ..training.errors import NktuiError
+        from ..protocol.errors import NktuiError
 
         try:
             resolve_device(config.device)

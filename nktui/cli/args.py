@@ -87,8 +87,8 @@ class Options:
 
 
 def config_fields() -> tuple[tuple[Any, ...], Any, int]:
-    """(RunConfig's dataclass fields, a default RunConfig, DEFAULT_STEPS); nktui.training.config imports no torch."""
-    from ..training.config import DEFAULT_STEPS, RunConfig
+    """(RunConfig's dataclass fields, a default RunConfig, DEFAULT_STEPS); nktui.protocol.config imports no torch."""
+    from ..protocol.config import DEFAULT_STEPS, RunConfig
 
     return tuple(dataclasses.fields(RunConfig)), RunConfig(), DEFAULT_STEPS
 
@@ -164,7 +164,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Optio
 def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
     """(validated RunConfig, Options) from a command line; runs nothing. Raises ConfigError for bad values."""
     args, options = parse_args(argv)
-    from ..training.config import cap_threads  # the engine, once parsing is done: --help stays instant
+    from ..protocol.config import cap_threads  # the engine, once parsing is done: --help stays instant
     from ..training.sizing import check_model_fits
 
     config, options = _build_config(args, options)
@@ -174,8 +174,8 @@ def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
 
 
 def _build_config(args: argparse.Namespace, options: Options) -> tuple[Any, Options]:
-    from ..training.config import RunConfig, parse_lr
-    from ..training.errors import ConfigError
+    from ..protocol.config import RunConfig, parse_lr
+    from ..protocol.errors import ConfigError
 
     if args.resume is not None and not args.resume.strip():
         raise ConfigError("--resume is empty: give a run's last.pt or its folder")
@@ -209,7 +209,7 @@ def build_config_or_exit_code(args: list[str]) -> tuple[Any, Options] | int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except Exception as exc:
-        from ..training.errors import NktuiError
+        from ..protocol.errors import NktuiError
 
         if isinstance(exc, NktuiError):
             print_error(exc)

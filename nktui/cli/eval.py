@@ -48,7 +48,7 @@ def trainer_for_checkpoint(path: str | Path, *, device: str = "auto", data_dir: 
                            download: bool | None = None):
     """A Trainer rebuilt from the checkpoint's config (data, model) with the checkpoint's weights and step."""
     from ..training import RunConfig, Trainer
-    from ..training.errors import CheckpointError
+    from ..protocol.errors import CheckpointError
     from ..training.state import load_weights
 
     state = read_checkpoint(path)
@@ -110,7 +110,7 @@ def main(argv: list[str]) -> int:
         args = make_parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    from ..training.errors import NktuiError
+    from ..protocol.errors import NktuiError
 
     try:
         ev = evaluate_checkpoint(

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TextIO
 
 from ..render.format import number, rate  # (text only: no Textual)
-from ..training import EvalResult, StepRecord, Trainer
+from ..protocol import EvalResult, StepRecord
+from ..training import Trainer
 
 
 class Progress:

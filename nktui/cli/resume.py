@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..training.config import RunConfig
-from ..training.errors import ConfigError
+from ..protocol.config import RunConfig
+from ..protocol.errors import ConfigError
 
 CHANGEABLE = frozenset({
     "steps", "epochs", "lr", "device", "run_dir", "log_every", "eval_every", "checkpoint_every", "data_dir",

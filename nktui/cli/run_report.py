@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..messages import EXIT_FAILED
+from ..protocol import EvalResult
 from ..streams import StreamOutput
-from ..training import EvalResult
 from ..training.keeper import RunKeeper, resume_command
 
 

@@ -45,13 +45,14 @@ from ..messages import (
 )
 from ..signals import StopSignals
 from ..streams import StreamOutput
-from ..training import EvalResult, NktuiError, RunConfig, RunState, Trainer
+from ..protocol import EvalResult, NktuiError, RunConfig, RunState
+from ..training import Trainer
 from ..training.devices import describe_device
 from ..training.exporters import check_exports, enable_histograms, open_writers
 from ..training.gpu import gpu_line, gpu_monitor
 from ..training.keeper import RunKeeper
 from ..training.rundir import choose_run_dir
-from ..training.safe_files import describe_write_error
+from ..safe_files import describe_write_error
 from .progress import BarProgress, PlainProgress
 from .run_report import Final, Outcome, Reporter, last_line, summary
 

@@ -21,7 +21,7 @@ from rich.text import Text
 from nktui.render.heatmap import RGB, render_colours
 
 if TYPE_CHECKING:
-    from nktui.training.records import Grid
+    from nktui.protocol.records import Grid
 
 LEVELS = 10
 # Dark blue (low loss) through teal and green to yellow (high loss): readable on a dark terminal, and in 256 colours.

@@ -5,19 +5,14 @@ table, and the most confidently wrong examples drawn as pictures. Shared by the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from nktui.protocol import EvalResult, Evaluation
 from nktui.render.format import number
 from nktui.render.heatmap import image, tile
-from nktui.training.records import EvalResult
-
-if TYPE_CHECKING:  # (importing it would import torch)
-    from nktui.training.evaluation import Evaluation
 
 IMAGE_MIN_WIDTH = 16  # small images (8x8 digits) are enlarged to at least this many columns
 

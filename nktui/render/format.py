@@ -11,7 +11,7 @@ import math
 from rich.text import Text
 
 from nktui.render import charset
-from nktui.training.indices import unravel
+from nktui.protocol.indices import unravel
 
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 

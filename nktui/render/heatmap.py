@@ -41,7 +41,7 @@ from rich.text import Text
 from nktui.render import charset
 
 if TYPE_CHECKING:  # (a type only: drawing needs nothing of the engine)
-    from nktui.training.records import Grid
+    from nktui.protocol.records import Grid
 
 RGB = tuple[int, int, int]
 

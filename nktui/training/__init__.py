@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..protocol.config import RunConfig, parse_lr
+from ..protocol.errors import CheckpointError, ConfigError, DataError, ModelError, NktuiError
+from ..protocol.records import ActivationStats, EvalResult, Histogram, LayerStats, Rewound, StepRecord, WatchHit
+from ..protocol.state import RunState
 from .buffer import RecordBuffer
-from .config import RunConfig, parse_lr
-from .control import Controller, RunState
+from .control import Controller
 from .control import launch as _launch
-from .errors import CheckpointError, ConfigError, DataError, ModelError, NktuiError
-from .records import ActivationStats, EvalResult, Histogram, LayerStats, Rewound, StepRecord, WatchHit
 
 if TYPE_CHECKING:
     from .trainer import Trainer

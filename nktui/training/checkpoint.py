@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
-from .safe_files import replacing
+from ..protocol.errors import CheckpointError
+from ..safe_files import replacing
 from .state import FORMAT, VERSION, capture_state, restore_state
 
 LEGACY_FORMAT = "nktui-checkpoint"  # last.pt of nktui before checkpoints held the RNGs: weights only, no resume

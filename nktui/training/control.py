@@ -1,5 +1,5 @@
 """Controller: the thread-safe command channel from any thread (the UI, a script, a signal handler) to the
-training thread, and the run's state as the training thread reports it.
+training thread, and the run's state (`nktui.protocol.state.RunState`) as the training thread reports it.
 
 Commands only set fields under a lock; the training loop collects them at the next step boundary with
 `next_command()`, so nothing ever changes in the middle of a step. When nothing is pending, the loop's check is
@@ -13,7 +13,6 @@ one attribute read (no lock), which keeps the per-step cost of being steerable n
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 import traceback
@@ -22,20 +21,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import parse_lr
-
-
-class RunState(str, enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    PAUSED = "paused"
-    FINISHED = "finished"  # reached its step limit; still answers commands such as evaluate until stopped
-    FAILED = "failed"  # the training thread raised; `Controller.error` holds the exception
-    STOPPED = "stopped"
-
-    @property
-    def is_over(self) -> bool:
-        return self in (RunState.FAILED, RunState.STOPPED)
+from ..protocol.config import parse_lr
+from ..protocol.state import RunState
 
 
 @dataclass

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import RunConfig
-from .errors import ConfigError, DataError
+from ..protocol.config import RunConfig
+from ..protocol.errors import ConfigError, DataError
 from .sources import ImageSet, StreamedImages, load_images
 
 Batch = tuple[torch.Tensor, torch.Tensor]

@@ -3,18 +3,17 @@
 `evaluate_in_detail(trainer)` runs `Trainer.evaluate` (so the result is the very one the loss plot and the status
 bar get, and is published into the records like any validation) and, in the same pass over the split, keeps the
 `wrong` misclassified samples the model was most sure of, with their pixels. It runs on the training thread
-(`controller.call`) and returns plain Python values only. `class_metrics(result)` needs only the confusion matrix.
+(`controller.call`) and returns an `nktui.protocol.results.Evaluation`, plain Python values only; the per-class
+metrics come from `nktui.protocol.results.class_metrics`, which needs only the confusion matrix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from ..protocol.results import Evaluation, WrongExample, class_metrics
 from .instruments import wide_dtype
-from .records import EvalResult
 
 
 @torch.no_grad()
@@ -41,72 +40,9 @@ def evaluate_split(model, data, split: str, on_batch=None) -> tuple[float, float
     correct = sum(rows[i][i] for i in range(k))
     return loss_sum.item() / n, correct / n, tuple(tuple(r) for r in rows)
 
+
 WRONG_EXAMPLES = 8  # confidently wrong examples kept by default
 MAX_IMAGE_SIDE = 32  # larger images are average-pooled down to this many pixels a side before leaving the device
-
-Image = tuple[tuple[tuple[float, ...], ...], ...]  # channels x height x width
-
-
-@dataclass(frozen=True)
-class ClassMetrics:
-    """One class, one-vs-rest: precision = TP / predicted, recall = TP / support, accuracy = (TP + TN) / total."""
-
-    name: str
-    support: int  # samples of this class
-    predicted: int  # samples predicted as this class
-    correct: int  # true positives
-    precision: float | None  # None when nothing was predicted as this class
-    recall: float | None  # None when the split holds no sample of this class
-    accuracy: float
-
-
-@dataclass(frozen=True)
-class WrongExample:
-    """A misclassified sample: its position in the split, its label, the prediction and the predicted class's
-    softmax probability (the model's confidence), and the probability it gave the true class."""
-
-    index: int
-    true: int
-    predicted: int
-    probability: float
-    true_probability: float
-    pixels: Image  # channels x height x width, as the model saw them (scaled, not normalised)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    result: EvalResult
-    classes: tuple[ClassMetrics, ...]
-    wrong: tuple[WrongExample, ...]
-    pixel_range: tuple[float, float] = (0.0, 1.0)  # the range of the pixels of the whole split's examples shown
-
-    @property
-    def split_size(self) -> int:
-        return self.result.size
-
-
-def class_metrics(result: EvalResult) -> tuple[ClassMetrics, ...]:
-    """Per-class precision, recall and one-vs-rest accuracy from the confusion matrix (rows: true, columns: predicted)."""
-    confusion = result.confusion
-    total = sum(map(sum, confusion))
-    out = []
-    for k, name in enumerate(result.classes):
-        tp = confusion[k][k]
-        support = sum(confusion[k])
-        predicted = sum(row[k] for row in confusion)
-        tn = total - support - predicted + tp
-        out.append(
-            ClassMetrics(
-                name=str(name),
-                support=support,
-                predicted=predicted,
-                correct=tp,
-                precision=tp / predicted if predicted else None,
-                recall=tp / support if support else None,
-                accuracy=(tp + tn) / total if total else 0.0,
-            )
-        )
-    return tuple(out)
 
 
 class _WorstMistakes:

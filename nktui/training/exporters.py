@@ -9,7 +9,7 @@ Every writer here has `write(records)` and `close()` and is called by whoever re
 train`'s main thread, the app's poll), never by the trainer: an export costs the training loop nothing. `RunWriters`
 hands the same records to all of a run's writers; `open_writers` makes the ones a RunConfig asks for. A writer that
 cannot write (a full disk, EIO, a read-only folder) never raises: it stops taking rows, and `RunWriters.take_warnings`
-says so once, naming the file and the first step it lacks (`nktui.training.safe_files`).
+says so once, naming the file and the first step it lacks (`nktui.safe_files`).
 
 metrics.csv holds the same rows as metrics.jsonl's step and eval rows, in the same order, under a fixed header:
 
@@ -35,11 +35,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import RunConfig
-from .errors import ConfigError
-from .records import EvalResult, LayerStats, StepRecord
+from ..protocol.config import RunConfig
+from ..protocol.errors import ConfigError
+from ..protocol.records import EvalResult, LayerStats, StepRecord
 from .rundir import METRICS_FILE, MetricsWriter
-from .safe_files import describe_write_error
+from ..safe_files import describe_write_error
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_BINS = 30  # gradient histogram bins when TensorBoard asks for histograms and nobody else did

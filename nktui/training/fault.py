@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .records import Rewound, StepRecord, WatchHit
+from ..protocol.records import Rewound, StepRecord, WatchHit
 from .rewind import RewindError
 from .state import capture_state, restore_state
 

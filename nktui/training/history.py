@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .records import EvalResult, Rewound, StepRecord
+from ..protocol.records import EvalResult, Rewound, StepRecord
 
 
 class Point(NamedTuple):

@@ -1,4 +1,5 @@
-"""Snapshots of one parameter tensor for the layer detail view: weight, gradient and last update as plain lists.
+"""Snapshots of one parameter tensor for the layer detail view: weight, gradient and last update as plain tuples
+(`nktui.protocol.results.LayerSnapshot`).
 
 `layer_snapshot(trainer, name)` runs on the training thread (through `Controller.call`) between steps. Large
 tensors are average-pooled down to at most `max_rows x max_cols` cells on the device, so the host receives a few
@@ -12,32 +13,12 @@ filter by filter: each output filter's kh x kw kernel, averaged over its input c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .records import Grid
-
-
-@dataclass(frozen=True)
-class LayerSnapshot:
-    name: str
-    shape: tuple[int, ...]
-    step: int  # updates made when the snapshot was taken
-    weight: Grid  # the weight now (after the last update), as a 2-D grid, pooled if large
-    grad: Grid | None  # the gradient the last update used
-    update: Grid | None  # W_after - W_before of the last update, when that step was observed
-    pooled: bool  # True when cells are averages of several weights
-    row_images: tuple[Grid, ...] = ()  # per output row, the weights reshaped to the input image (H x W)
-    row_grad_images: tuple[Grid, ...] = ()
-    row_update_images: tuple[Grid, ...] = ()
-    kernels: tuple[Grid, ...] = ()  # conv weights: per output filter, its kernel (kh x kw), mean over in-channels
-    kernel_grads: tuple[Grid, ...] = ()
-    kernel_updates: tuple[Grid, ...] = ()
-    kernel_filters: int = 0  # how many output filters the layer has (kernels holds the first max_kernels)
-
+from ..protocol.results import Grid, LayerSnapshot
 
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
     """2-D view of any parameter: vectors become one row, conv kernels (out, in, kh, kw) become out x (in*kh*kw)."""

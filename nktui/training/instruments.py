@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .records import ActivationStats, Histogram, LayerStats
+from ..protocol.records import ActivationStats, Histogram, LayerStats
 
 # Modules whose outputs are 0 for "dead" units: their dead fraction is reported.
 RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)

@@ -26,8 +26,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .errors import CheckpointError
+from ..protocol.config import RunConfig
+from ..protocol.errors import CheckpointError
 from .rundir import CHECKPOINT_FILE, LOG_FILE, claim_run_dir, create_run_dir, release_run_dir, write_log
 
 SAVE_EVERY_SECONDS = 600.0  # with checkpoint_every 0, last.pt is still written this often while training

@@ -15,46 +15,43 @@ over a grid of points `theta + a * d1 + b * d2`, for offsets a, b in [-span, spa
 The path is every recorded step (`nktui.training.trajectory`) projected onto the plane, the current weights at the
 centre. The slice is the loss along the newest update W_after - W_before from -2x to +3x that step (1x: where the
 step took the weights). Every weight is put back bit for bit when the computation ends, is cancelled or fails.
-Progress and cancelling go through a `SurfaceProgress` that the UI polls and the training thread writes.
+Progress and cancelling go through a `SurfaceProgress` that the UI polls and the training thread writes. The
+request and the result (`SurfaceRequest`, `Surface`, `WeightRef`) are `nktui.protocol.results`' types.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .indices import unravel
+from ..protocol.results import (
+    DEFAULT_SAMPLES,
+    MODES,
+    LineSlice,
+    PathPoint,
+    Surface,
+    SurfaceCancelled,
+    SurfaceRequest,
+)
 from .landscape_directions import (
     Directions,
-    WeightRef,
     largest_gradient_weights,
     path_directions,
     random_directions,
     weight_directions,
 )
 
-MODES = ("weights", "random", "path")
-DEFAULT_RESOLUTION = 31
 MIN_RESOLUTION = 9
-DEFAULT_SAMPLES = 256
-BUDGET_SECONDS = 5.0  # training waits while a surface computes: a grid that would take longer is made coarser
 SLICE_RANGE = (-2.0, 3.0)  # in units of the last step: 0 is before it, 1 where it went
 SLICE_POINTS = 51
 PATH_MARGIN = 1.25  # the grid reaches this far beyond the path's furthest point
 # Below this many weights x samples, a forward pass is microseconds of work: one CPU thread does it faster than
 # several that wait for each other between ops (20-50x faster on a busy 2-core machine, measured).
 SINGLE_THREAD_WORK = 1 << 24
-
-
-class SurfaceCancelled(Exception):
-    """The user cancelled the surface; the weights are as they were."""
 
 
 class SurfaceProgress:
@@ -81,94 +78,6 @@ class SurfaceProgress:
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 0.0
-
-
-@dataclass(frozen=True)
-class SurfaceRequest:
-    mode: str = "weights"
-    layer: str | None = None  # `weights` without w1/w2: the two largest-|gradient| weights of this layer
-    w1: WeightRef | None = None
-    w2: WeightRef | None = None
-    resolution: int = DEFAULT_RESOLUTION  # points per side (odd: the centre is a grid point)
-    span: float | None = None  # half the grid's width in the axes' units; None: fit the path
-    samples: int = DEFAULT_SAMPLES
-    seed: int = 0  # of the random directions
-    with_slice: bool = True
-    budget: float | None = BUDGET_SECONDS  # seconds the grid may take: fewer points (and samples) if it would
-    # take longer, measured on one forward pass first; None: exactly `resolution`, however long
-
-
-@dataclass(frozen=True)
-class PathPoint:
-    step: int
-    x: float
-    y: float
-
-
-@dataclass(frozen=True)
-class LineSlice:
-    """Loss at theta_before + t * (theta_after - theta_before) for each t; t = 1 is the weights now."""
-
-    ts: tuple[float, ...]
-    losses: tuple[float, ...]
-    from_step: int
-    to_step: int
-    source: str  # "last update" or "trajectory"
-
-
-@dataclass(frozen=True)
-class Surface:
-    step: int  # updates made when it was computed
-    mode: str
-    x_label: str
-    y_label: str
-    xs: tuple[float, ...]
-    ys: tuple[float, ...]
-    losses: tuple[tuple[float, ...], ...]  # losses[j][i]: the loss at offsets (xs[i], ys[j])
-    centre_loss: float  # the loss of the weights as they are (offset 0, 0)
-    path: tuple[PathPoint, ...]  # oldest first; the last one is the centre
-    path_share: float | None  # share of the movement since the path's first point that lies in this plane
-    samples: int
-    seconds: float
-    w1: WeightRef | None = None
-    w2: WeightRef | None = None
-    line: LineSlice | None = None
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def span(self) -> float:
-        return self.xs[-1]
-
-
-def parse_weight_ref(text: str, shapes: Mapping[str, tuple[int, ...]]) -> WeightRef:
-    """`fc.weight[3,17]`, `fc.weight 3 17` or a flat index `fc.weight[209]` -> WeightRef; ValueError says why not."""
-    match = re.fullmatch(r"\s*([\w.\-]+)\s*(?:\[([\d,\s]*)\]|([\d,\s]*))\s*", text or "")
-    if not match:
-        raise ValueError(f"write a weight as name[i,j], e.g. {_example(shapes)}; not {text!r}")
-    name, numbers = match.group(1), (match.group(2) if match.group(2) is not None else match.group(3)) or ""
-    if name not in shapes:
-        raise ValueError(f"no parameter {name!r}; the model has {', '.join(shapes)}")
-    shape = tuple(shapes[name])
-    index = tuple(int(n) for n in re.split(r"[,\s]+", numbers.strip()) if n)
-    if len(index) == 1 and len(shape) > 1:  # a flat index into the whole tensor
-        flat, total = index[0], 1
-        for size in shape:
-            total *= size
-        if flat >= total:
-            raise ValueError(f"{name} has {total} weights: index {flat} is out of range")
-        index = unravel(flat, shape)
-    if len(index) != len(shape):
-        raise ValueError(f"{name} has shape {'x'.join(map(str, shape)) or 'scalar'}: give {len(shape)} indices")
-    for i, size in zip(index, shape):
-        if i >= size:
-            raise ValueError(f"index {i} is out of range for {name} of shape {'x'.join(map(str, shape))}")
-    return WeightRef(name, index)
-
-
-def _example(shapes: Mapping[str, tuple[int, ...]]) -> str:
-    for name, shape in shapes.items():
-        return f"{name}[{','.join('0' for _ in shape)}]"
-    return "fc.weight[0,0]"
 
 
 def grid_offsets(span: float, resolution: int) -> tuple[float, ...]:

@@ -11,27 +11,13 @@ Flat vectors (trajectory entries, projections) hold every parameter in `model.na
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .indices import ravel, unravel
-
-
-@dataclass(frozen=True)
-class WeightRef:
-    """One weight: a parameter's name and the index of the entry in it."""
-
-    name: str
-    index: tuple[int, ...]
-
-    def __str__(self) -> str:
-        return f"{self.name}[{','.join(map(str, self.index))}]"
-
-    def flat(self, shape: tuple[int, ...]) -> int:
-        return ravel(self.index, shape)
+from ..protocol.indices import unravel
+from ..protocol.results import WeightRef
 
 
 class Directions:

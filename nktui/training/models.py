@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import RunConfig
-from .errors import ModelError
+from ..protocol.config import RunConfig
+from ..protocol.errors import ModelError
 from .sizing import check_model_fits, memory_error
 
 CHECK_BATCH = 2  # samples in the batch a user's model is checked with

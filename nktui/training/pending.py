@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..protocol.records import EMPTY, StepRecord, frozen_mapping
 from .instruments import Instruments, Observation
-from .records import EMPTY, StepRecord, frozen_mapping
 
 
 @dataclass

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .errors import NktuiError
-from .records import Rewound
+from ..protocol.errors import NktuiError
+from ..protocol.records import Rewound
 from .state import capture_state, restore_state, state_bytes
 
 

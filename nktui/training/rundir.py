@@ -3,7 +3,7 @@
     runs/20250101-120000/
         config.toml     RunConfig.save() at the start: `nktui --config runs/.../config.toml` repeats the run
         metrics.jsonl   one JSON object per line, written by the reader of `trainer.records` (never the trainer);
-                        a full disk cuts it at a whole row and is said once (nktui.training.safe_files)
+                        a full disk cuts it at a whole row and is said once (nktui.safe_files)
         last.pt         the newest checkpoint, written atomically on the training thread (nktui.training.checkpoint)
         nktui.log       the traceback, when the training thread failed; how a run stopped on a signal
         .lock           held (flock) by the nktui process whose run writes here; it holds that process's id
@@ -42,10 +42,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .errors import ConfigError
-from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
-from .safe_files import AppendFile
+from ..protocol.config import RunConfig
+from ..protocol.errors import ConfigError
+from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
+from ..safe_files import AppendFile
 from .runlock import (  # noqa: F401 (the lock's names are importable from here too)
     LOCK_FILE,
     check_not_in_use,

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import RunDirInUse
+from ..protocol.errors import RunDirInUse
 
 LOCK_FILE = ".lock"
 LOCK_RETRY_SECONDS = 0.5  # a lock found held is tried again this long (another process may only be probing it)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import os
 
-from .config import RunConfig
-from .errors import ModelError
+from ..protocol.config import RunConfig
+from ..protocol.errors import ModelError
 
 # (channels, height, width) and classes of the built-in data sets, known without reading them
 BUILTIN_SHAPES = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10),

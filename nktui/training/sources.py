@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig
-from .errors import DataError
+from ..protocol.config import RunConfig
+from ..protocol.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from ..protocol.errors import CheckpointError
 
 FORMAT = "nktui-state"
 VERSION = 1

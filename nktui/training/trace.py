@@ -8,83 +8,22 @@ that happened, not a re-computation that could differ:
   3. backward: the gradient arriving at each layer's output, in backward order (output layer first), and each
      parameter's gradient norm, so vanishing or exploding gradients show as they flow;
   4. update: per parameter the change the optimizer made next to -lr * grad, with the difference explained.
-Everything is copied to plain Python values; the trace holds no tensors. Norms, means and the per-sample loss are
-computed in float64 (the loss from log-softmax, never as the log of a rounded probability), so a step whose values
-are huge but finite shows them as they are.
+Everything is copied to plain Python values; the trace (`nktui.protocol.results.StepTrace`) holds no tensors.
+Norms, means and the per-sample loss are computed in float64 (the loss from log-softmax, never as the log of a
+rounded probability), so a step whose values are huge but finite shows them as they are.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..protocol.records import StepRecord, ratio
+from ..protocol.results import BackwardLayer, ForwardLayer, ParamUpdate, StepTrace
 from .instruments import PASS_THROUGH, RELU_LIKE, wide_dtype
-from .records import Grid, StepRecord, ratio
-
-
-@dataclass(frozen=True)
-class ForwardLayer:
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    mean: float
-    std: float
-    dead_fraction: float | None  # ReLU-like layers: units that were 0 for the whole batch
-
-
-@dataclass(frozen=True)
-class BackwardLayer:
-    name: str
-    kind: str
-    grad_norm: float  # ‖dL/d(output of this layer)‖ over the batch
-
-
-@dataclass(frozen=True)
-class ParamUpdate:
-    name: str
-    shape: tuple[int, ...]
-    grad_norm: float
-    lr_grad_norm: float  # ‖-lr * grad‖
-    update_norm: float  # ‖W_after - W_before‖
-    difference_norm: float  # ‖(W_after - W_before) - (-lr * grad)‖
-    weight_norm_before: float
-    weight_norm_after: float
-    examples: tuple[tuple[int, float, float, float], ...]  # (flat index, before, after, grad) of the largest |grad|
-
-    @property
-    def update_ratio(self) -> float:
-        return ratio(self.update_norm, self.weight_norm_before)
-
-
-@dataclass(frozen=True)
-class StepTrace:
-    step: int
-    lr: float
-    optimizer: str
-    batch_size: int
-    sample_index: int
-    sample_image: tuple[Grid, ...]  # channels x height x width, pixels as the model saw them
-    classes: tuple[str, ...]
-    label: int
-    logits: tuple[float, ...]
-    probabilities: tuple[float, ...]
-    sample_loss: float  # -log p[label]
-    batch_loss: float
-    batch_accuracy: float
-    forward: tuple[ForwardLayer, ...]
-    backward: tuple[BackwardLayer, ...]
-    updates: tuple[ParamUpdate, ...]
-    update_rule: str  # one line: how the optimizer's update relates to -lr * grad
-    record: StepRecord | None = None
-
-    @property
-    def predicted(self) -> int:
-        return max(range(len(self.probabilities)), key=self.probabilities.__getitem__)
-
 
 class Tracer:
     """Attached to one step by the trainer: hooks for the forward and backward passes, copies around the update."""

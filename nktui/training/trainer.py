@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..protocol.config import RunConfig, usable_cores
+from ..protocol.errors import ConfigError
+from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
+from ..protocol.state import RunState
 from .buffer import RecordBuffer
 from .checkpoint import resume_from
-from .config import RunConfig, usable_cores
-from .errors import ConfigError
-from .control import Controller, RunState, launch
+from .control import Controller, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
 from .fault import Flagged, stop_before
@@ -36,7 +38,6 @@ from .pending import PendingSteps
 from .keeper import Checkpointer
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
-from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 from .rewind import RewindBuffer
 from .sources import ImageSet
 from .state import seed_everything

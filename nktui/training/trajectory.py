@@ -18,7 +18,7 @@ from collections import deque
 import torch
 from torch import nn
 
-from .indices import ravel
+from ..protocol.indices import ravel
 
 MAX_ENTRIES = 64
 MAX_BYTES = 32 << 20  # 32 MiB of float32 vectors at most

@@ -28,7 +28,7 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 
-from .records import StepRecord, WatchHit
+from ..protocol.records import StepRecord, WatchHit
 
 from .watch_screen import HISTORY, MIN_HISTORY, NEGLIGIBLE, commit_many, first_suspect
 

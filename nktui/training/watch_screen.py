@@ -17,7 +17,7 @@ from operator import itemgetter
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .records import StepRecord
+from ..protocol.records import StepRecord
 
 HISTORY = 20  # values behind each median
 MIN_HISTORY = 2  # a jump needs this many earlier values to be measured against

@@ -9,27 +9,12 @@ actually give. Everything is undone afterwards (`capture_state` / `restore_state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..protocol.results import WhatIf
 from .state import capture_state, restore_state
-
-
-@dataclass(frozen=True)
-class WhatIf:
-    step: int  # the step the curve is about (the next one)
-    current_lr: float
-    lrs: tuple[float, ...]  # log-spaced, ascending; current_lr is one of them, exactly
-    losses: tuple[float, ...]  # loss on the step's batch after a step at each LR
-    loss_now: float  # loss on the same batch before the step
-
-    @property
-    def best_lr(self) -> float:
-        finite = [(loss, lr) for lr, loss in zip(self.lrs, self.losses) if loss == loss and loss != float("inf")]
-        return min(finite)[1] if finite else self.current_lr
 
 
 def log_spaced(center: float, count: int = 13, decades: float = 3.0) -> tuple[float, ...]:

@@ -7,7 +7,7 @@ A mixin of `Session` (plain Python, no Textual): `self.state`, `self.trainer`, `
 
 from __future__ import annotations
 
-from nktui.training import RunState
+from nktui.protocol import RunState
 
 
 class Abilities:

@@ -19,7 +19,7 @@ from textual.widgets import Input, Static
 
 from nktui.render import charset
 from nktui.render.format import byte_size, lr_text, number
-from nktui.training import ConfigError, RunConfig, RunState
+from nktui.protocol import ConfigError, RunConfig, RunState
 from nktui.ui import ascii_terminal, error_boundary, keys, run_lifecycle
 from nktui.ui.debugger_keys import DebuggerKeys
 from nktui.ui.key_states import KeyStates

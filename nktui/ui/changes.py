@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nktui.training import Rewound, WatchHit
+from nktui.protocol import Rewound, WatchHit
 
 
 @dataclass

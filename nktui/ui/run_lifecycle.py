@@ -93,7 +93,7 @@ def run(app_class: Any, config: Any, *, paused: bool = False, resume: Any = None
     """`run_app`: choose the run directory (a one-line error and code 2 if it is taken), run the app, save on the way
     out even if Textual ended on its own, print the closing line."""
     from nktui.messages import print_error
-    from nktui.training import NktuiError
+    from nktui.protocol import NktuiError
     from nktui.training.rundir import choose_run_dir, claim_run_dir, release_run_dir
 
     try:  # claimed (made and locked) before the screen opens: a folder another nktui holds is one line, code 2

@@ -15,18 +15,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from nktui.gc_policy import freeze_what_is_built
-from nktui.training import (
-    ConfigError,
-    Controller,
-    EvalResult,
-    NktuiError,
-    Rewound,
-    RunConfig,
-    RunState,
-    StepRecord,
-    WatchHit,
-    launch,
-)
+from nktui.protocol import ConfigError, EvalResult, NktuiError, Rewound, RunConfig, RunState, StepRecord, WatchHit
+from nktui.training import Controller, launch
 from nktui.training.history import RunHistory
 from nktui.training.keeper import RunKeeper
 from nktui.ui.abilities import Abilities

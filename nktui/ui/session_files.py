@@ -9,8 +9,8 @@ no tensor work.
 
 from __future__ import annotations
 
-from nktui.training import NktuiError, RunState
-from nktui.training.safe_files import describe_write_error
+from nktui.protocol import NktuiError, RunState
+from nktui.safe_files import describe_write_error
 from nktui.ui.changes import Changes
 
 

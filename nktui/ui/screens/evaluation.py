@@ -52,7 +52,7 @@ class EvaluationScreen(ModalScreen[None]):
     def __init__(self, session) -> None:
         super().__init__()
         self.session = session
-        self.evaluation = None  # nktui.training.evaluation.Evaluation, once it is there
+        self.evaluation = None  # nktui.protocol.Evaluation, once it is there
         self._pending: Future | None = None
 
     def compose(self) -> ComposeResult:

@@ -27,6 +27,7 @@ from textual_plotext import PlotextPlot
 
 from nktui.render import contour
 from nktui.render.format import number
+from nktui.protocol.results import DEFAULT_RESOLUTION, MODES, SurfaceCancelled, SurfaceRequest
 from nktui.ui.widgets.key_bar import KeyBar
 
 MODE_TEXT = {
@@ -65,11 +66,9 @@ class LandscapeScreen(ModalScreen[None]):
     def __init__(self, session, layer: str | None = None, mode: str = "weights", resolution: int | None = None) -> None:
         """`layer`: whose two largest-|gradient| weights span the plane (default: the first weight matrix)."""
         super().__init__()
-        from nktui.training.landscape import DEFAULT_RESOLUTION, SurfaceRequest
-
         self.session = session
         self.request = SurfaceRequest(mode=mode, layer=layer, resolution=resolution or DEFAULT_RESOLUTION)
-        self.surface = None  # nktui.training.landscape.Surface, once computed
+        self.surface = None  # nktui.protocol.Surface, once computed
         self.progress = None  # SurfaceProgress of the computation in flight
         self.error: str | None = None
         self.cancelled = False
@@ -144,8 +143,6 @@ class LandscapeScreen(ModalScreen[None]):
             self.action_compute()
 
     def finish(self, future: Future) -> None:
-        from nktui.training.landscape import SurfaceCancelled
-
         self.query_one("#landscape").border_subtitle = ""
         error = None if future.cancelled() else future.exception()
         if self._again:
@@ -165,8 +162,6 @@ class LandscapeScreen(ModalScreen[None]):
 
     # -- keys -------------------------------------------------------------------------------------------------
     def action_next_mode(self) -> None:
-        from nktui.training.landscape import MODES
-
         mode = MODES[(MODES.index(self.request.mode) + 1) % len(MODES)]
         self.request = replace(self.request, mode=mode, span=None)
         self.action_compute()

@@ -38,7 +38,7 @@ from nktui.render.heatmap import (
     shade_lines,
     tile,
 )
-from nktui.training.records import LayerStats
+from nktui.protocol.records import LayerStats
 from nktui.ui.calls import when_done
 
 

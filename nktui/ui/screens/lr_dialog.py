@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from nktui.render.format import lr_text
-from nktui.training import ConfigError, parse_lr
+from nktui.protocol import ConfigError, parse_lr
 from nktui.ui.widgets.typed_input import TypedInput
 
 

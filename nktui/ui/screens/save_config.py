@@ -18,7 +18,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from nktui.training import ConfigError, RunConfig
+from nktui.protocol import ConfigError, RunConfig
 from nktui.ui.widgets.typed_input import TypedInput
 
 DEFAULT_FILE = "nktui-config.toml"

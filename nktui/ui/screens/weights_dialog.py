@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from nktui.protocol.results import parse_weight_ref
 from nktui.ui.widgets.typed_input import TypedInput
 
 
@@ -37,8 +38,6 @@ class WeightsDialog(ModalScreen[tuple[object, object] | None]):
         if event.input.id == "w1-input":
             self.query_one("#w2-input", Input).focus()
             return
-        from nktui.training.landscape import parse_weight_ref
-
         try:
             refs = tuple(parse_weight_ref(self.query_one(f"#{key}-input", Input).value, self.shapes) for key in ("w1", "w2"))
         except ValueError as exc:

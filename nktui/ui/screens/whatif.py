@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from nktui.render.format import lr_text, number
-from nktui.training.whatif import WhatIf
+from nktui.protocol import WhatIf
 from nktui.ui.calls import when_done
 
 

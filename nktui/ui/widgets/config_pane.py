@@ -16,8 +16,8 @@ from textual.widgets import Input, Label, Select
 
 from nktui.render import charset
 from nktui.render.format import lr_text
-from nktui.training import ConfigError, RunConfig
-from nktui.training.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
+from nktui.protocol import ConfigError, RunConfig
+from nktui.protocol.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
 from nktui.ui.widgets.typed_input import TypedInput
 
 

@@ -17,7 +17,7 @@ from textual.widgets import DataTable
 
 from nktui.render import charset
 from nktui.render.format import number, ratio_text, shape_text, sparkline
-from nktui.training import StepRecord
+from nktui.protocol import StepRecord
 from nktui.ui.pacing import RedrawPace
 
 SPARK_WIDTH = 10

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from nktui.render.format import lr_text, number, rate
-from nktui.training import RunState
+from nktui.protocol import RunState
 
 STATE_STYLES = {
     RunState.STARTING: "bold cyan",

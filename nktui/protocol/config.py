@@ -231,7 +231,7 @@ class RunConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the TOML whole or not at all (a full disk leaves the old file as it was); OSError if it cannot."""
-        from .safe_files import write_text_atomic
+        from nktui.safe_files import write_text_atomic  # (the run's file layer; stdlib only, no torch)
 
         write_text_atomic(path, self.to_toml())
 

@@ -66,8 +66,10 @@ def watch_gpu(controller, device: Any) -> threading.Thread | None:
 
     def loop() -> None:
         trainer_thread = controller.thread
-        while trainer_thread is not None and trainer_thread.is_alive():
+        while trainer_thread is not None:
             trainer_thread.join(INTERVAL)
+            if not trainer_thread.is_alive():
+                return
             controller.gpu = monitor.reading()
 
     thread = threading.Thread(target=loop, name="nktui-gpu", daemon=True)

@@ -82,14 +82,14 @@ def child(out_path: str, warmup: float, windows: int, window: float, threads: in
 
     async def measure() -> None:
         session = app.session
-        while session.trainer is None or session.trainer.step_count < 50:  # torch's import, the data: start-up
+        while session.controller.trainer is None or session.controller.trainer.step_count < 50:  # torch's import, the data: start-up
             await asyncio.sleep(0.1)
         await on_training_thread(build_bare)
         await asyncio.sleep(warmup)
         thread, ui = session.controller.thread, threading.main_thread()
         pairs = []
         for _ in range(windows):
-            trainer = session.trainer
+            trainer = session.controller.trainer
             # CLOCK_MONOTONIC: the parent reads the same clock, to count the bytes written in the app's windows
             t0, n0, c0, u0 = time.monotonic(), trainer.step_count, thread_cpu_seconds(thread), thread_cpu_seconds(ui)
             await asyncio.sleep(window)

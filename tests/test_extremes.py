@@ -49,7 +49,7 @@ async def test_every_screen_opens_on_a_model_holding_extreme_values(apps, value)
         for _ in range(2):
             await pilot.press("n")
             await pilot.pause(0.2)
-        await until(pilot, lambda: app.session.trainer.step_count == 2, "two steps")
+        await until(pilot, lambda: app.session.controller.trainer.step_count == 2, "two steps")
         screens = (("enter", "LayerDetailScreen"), ("t", "TraceScreen"), ("w", "WhatIfScreen"),
                    ("e", "EvaluationScreen"), ("v", "LandscapeScreen"))
         for key, name in screens:

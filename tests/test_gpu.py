@@ -85,15 +85,42 @@ def test_nvml_failing_falls_back_to_torch_and_a_failing_query_gives_none(monkeyp
 
 def test_cpu_devices_show_their_name_only():
     assert gpu_monitor(torch.device("cpu")) is None
-    assert device_text(torch.device("cpu")) == "cpu"
+    assert device_text("cpu") == "cpu"
 
 
-def test_status_bar_text_on_cuda_with_a_fake_reading(monkeypatch):
-    monkeypatch.setitem(gpu._MONITORS, 0, GpuMonitor(0, query=lambda: H100))
+def test_status_bar_text_on_cuda_with_a_reading():
+    assert device_text("cuda:0", H100) == "cuda:0 H100 80GB HBM3 12.3/79.6 GiB 87%"
+    assert device_text("cuda:0", None) == "cuda:0"
+
+
+def test_the_run_side_publishes_the_reading_once_a_second(monkeypatch):
+    """The status bar never asks the card: a thread of the run puts the reading on the controller."""
+    import threading
+    import time
+
+    from nktui.training import Controller
+    from nktui.training.published import watch_gpu
+
+    from dataclasses import replace
+
+    used = iter(range(1, 10**6))
+    monkeypatch.setitem(gpu._MONITORS, 0, GpuMonitor(0, query=lambda: replace(H100, used=next(used)), interval=0.0))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    assert device_text(torch.device("cuda:0")) == "cuda:0 H100 80GB HBM3 12.3/79.6 GiB 87%"
-    monkeypatch.setitem(gpu._MONITORS, 0, GpuMonitor(0, query=lambda: 1 / 0))
-    assert device_text(torch.device("cuda:0")) == "cuda:0"
+    monkeypatch.setattr(gpu, "INTERVAL", 0.01)
+    controller = Controller()
+    done = threading.Event()
+    controller.thread = threading.Thread(target=done.wait, daemon=True)
+    controller.thread.start()
+    watcher = watch_gpu(controller, torch.device("cuda:0"))
+    assert controller.gpu.used == 1 and watcher is not None and watcher.is_alive()
+    deadline = time.monotonic() + 10
+    while controller.gpu.used < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert controller.gpu.used >= 3  # asked again and again, by the run's thread
+    done.set()
+    watcher.join(5)
+    assert not watcher.is_alive()  # it ends with the training thread
+    assert watch_gpu(controller, torch.device("cpu")) is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -10,6 +10,9 @@ can read all of it without loading the engine.
 | `records.py` | what the trainer publishes: `StepRecord`, `EvalResult`, `Rewound`, `Resumed`, `WatchHit` |
 | `results.py` | what the debugger returns: `StepTrace`, `WhatIf`, `Surface` (asked for by a `SurfaceRequest`),
 |   | `LayerSnapshot`, `Evaluation` |
+| `commands.py` | the named commands a front end sends (pause, step, set LR, evaluate, trace, rewind to, ...) |
+| `run_info.py` | `RunInfo`: what the run is (layers, step limit, device, data, rewind reach), published by the run |
+| `indices.py` | a tensor's coordinates to its flat position and back |
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ one attribute read (no lock), which keeps the per-step cost of being steerable n
     ctl.step()            # exactly one update, then paused again
     ctl.set_lr(0.01)      # the next update uses it
     ctl.resume(); ctl.pause(); ctl.stop(); ctl.join()
+    ctl.submit(Evaluate())  # a named command (nktui.protocol.commands), run between steps; a Future of its result
+
+What the training thread publishes for other threads sits here as immutable values (`nktui.training.published`):
+`info` (the run's RunInfo), `step_count`, `records` (the trainer's RecordBuffer), `gpu` (the newest GpuReading on
+CUDA) and each running job's progress (`progress(job)`). Readers never need the trainer itself.
 """
 
 from __future__ import annotations
@@ -20,6 +25,19 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
+
+from nktui.protocol.commands import (
+    CONTROL_COMMANDS,
+    TRAINING_COMMANDS,
+    Cancel,
+    Command as NamedCommand,
+    JobProgress,
+    Pause,
+    Resume,
+    SetLr,
+    Step,
+    Stop,
+)
 
 from ..protocol.config import parse_lr
 from ..protocol.state import RunState
@@ -34,7 +52,7 @@ class Command:
     observe: bool = False  # somebody will look at the next step: compute its per-layer statistics
     stop: bool = False
     lr: float | None = None
-    calls: list[tuple[Callable[[Any], Any], Future]] = field(default_factory=list)
+    calls: list[tuple[Any, Future]] = field(default_factory=list)  # named commands, or callables fn(trainer)
 
 
 RUN = Command(take_step=True)  # the fast path's answer; never mutated
@@ -50,12 +68,20 @@ class Controller:
         self._lr: float | None = None
         self._observe = False
         self._pause_after = False  # pause once the next step is taken (pause_measured)
-        self._calls: list[tuple[Callable[[Any], Any], Future]] = []
+        self._calls: list[tuple[Any, Future]] = []  # (a named command or fn(trainer), its Future)
+        self._jobs: dict[int, Future] = {}  # cancellable commands not yet done, by job number
+        self._cancelled: set[int] = set()
+        self._progress: dict[int, JobProgress] = {}
         self._pending = False  # any command waiting; read without the lock on the fast path
         self.error: BaseException | None = None
         self.error_traceback: str = ""
         self.thread: threading.Thread | None = None
-        self.trainer: Any = None  # the Trainer this controller steers, once it exists
+        self.trainer: Any = None  # the Trainer this controller steers, once it exists (for scripts and tests)
+        # published by the training thread (nktui.training.published); immutable values, replaced whole:
+        self.info: Any = None  # nktui.protocol.run_info.RunInfo, once the trainer is built
+        self.records: Any = None  # the trainer's RecordBuffer, once it exists
+        self.step_count = 0  # updates made so far
+        self.gpu: Any = None  # the newest nktui.training.gpu.GpuReading (CUDA only)
 
     # -- commands: any thread ----------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -96,8 +122,76 @@ class Controller:
         if not self._observe:
             self._command(_observe=True)
 
+    def submit(self, command: NamedCommand) -> Future:
+        """Send a named command (`nktui.protocol.commands`). A training command runs on the training thread at the
+        next step boundary (`nktui.training.commands.HANDLERS`) and the Future gets its result; the controller's
+        own (pause, resume, step, set LR, stop, cancel) take effect now and return a done Future."""
+        if isinstance(command, CONTROL_COMMANDS):
+            future: Future = Future()
+            try:
+                future.set_result(self._control(command))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        if not isinstance(command, TRAINING_COMMANDS):
+            raise TypeError(f"not a command: {command!r}")
+        future = self._enqueue(command)
+        job = getattr(command, "job", None)
+        if job is not None and not future.done():
+            with self._cond:
+                self._jobs[job] = future
+            future.add_done_callback(lambda _: self._forget_job(job))
+        return future
+
+    def _control(self, command: NamedCommand) -> Any:
+        if isinstance(command, Pause):
+            return self.pause_measured() if command.measured else self.pause()
+        if isinstance(command, Resume):
+            return self.resume()
+        if isinstance(command, Step):
+            return self.step()
+        if isinstance(command, SetLr):
+            return self.set_lr(command.lr)
+        if isinstance(command, Stop):
+            return self.stop()
+        if isinstance(command, Cancel):
+            return self.cancel(command.job)
+        raise TypeError(f"not a control command: {command!r}")
+
+    def cancel(self, job: int) -> bool:
+        """Stop job `job`: before it starts (its Future is cancelled), or while it runs (it checks
+        `is_cancelled`). True if it was still pending or running."""
+        with self._cond:
+            future = self._jobs.get(job)
+            if future is None:
+                return False
+            self._cancelled.add(job)
+        future.cancel()  # (fails, harmlessly, once the training thread has started it)
+        return True
+
     def call(self, fn: Callable[[Any], Any]) -> Future:
-        """Run fn(trainer) on the training thread at the next step boundary; the Future gets its result."""
+        """Run fn(trainer) on the training thread at the next step boundary; the Future gets its result. For
+        scripts, tests and the engine's own use: front ends send named commands (`submit`)."""
+        return self._enqueue(fn)
+
+    # -- jobs: the training thread reports, any thread reads -----------------------------------------------------
+    def is_cancelled(self, job: int) -> bool:
+        return job in self._cancelled
+
+    def report_progress(self, progress: JobProgress) -> None:
+        self._progress[progress.job] = progress
+
+    def progress(self, job: int) -> JobProgress | None:
+        """The newest progress job `job` reported; None before it started (or once it is done)."""
+        return self._progress.get(job)
+
+    def _forget_job(self, job: int) -> None:
+        with self._cond:
+            self._jobs.pop(job, None)
+            self._cancelled.discard(job)
+            self._progress.pop(job, None)
+
+    def _enqueue(self, work: Any) -> Future:
         future: Future = Future()
         with self._cond:
             if self._state.is_over:
@@ -106,7 +200,7 @@ class Controller:
             if self._stop:  # the loop has taken (or will take) its last command: nobody would run fn
                 future.set_exception(RuntimeError("the run is stopping"))
                 return future
-            self._calls.append((fn, future))
+            self._calls.append((work, future))
             self._mark()
         return future
 

@@ -183,8 +183,9 @@ class RunKeeper:
 
     def save(self, controller: Any) -> Future:
         """Ask the training thread to write last.pt at its next step boundary; the Future gets the step saved."""
-        checkpointer = self.checkpointer
-        return controller.call(lambda trainer: checkpointer.save(trainer))
+        from nktui.protocol.commands import SaveCheckpoint
+
+        return controller.submit(SaveCheckpoint())  # (the trainer's checkpointer is this one: trainer_kwargs)
 
     def save_fault_state(self) -> Future:
         """A failed run's `s`: write the state kept from just before the failing step, on a thread of its own (the

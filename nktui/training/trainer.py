@@ -28,6 +28,7 @@ from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHi
 from ..protocol.state import RunState
 from .buffer import RecordBuffer
 from .checkpoint import resume_from
+from .commands import execute
 from .control import Controller, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
@@ -35,6 +36,7 @@ from .fault import Flagged, stop_before
 from .evaluation import evaluate_split
 from .instruments import Instruments
 from .pending import PendingSteps
+from .published import publish, watch_gpu
 from .keeper import Checkpointer
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
@@ -99,6 +101,7 @@ class Trainer:
         self._updating = False  # inside optimizer.step()
         self._flagged: Flagged | None = None  # a step a flush found tripping a watchpoint, for the loop to handle
         self.checkpointer = checkpointer
+        self.controller: Controller | None = None  # the one steering `run()`: commands report progress to it
         if resume is not None:
             resume_from(self, dict(resume))
             self.records.publish(Resumed(self.step_count))
@@ -285,7 +288,9 @@ class Trainer:
         self.flush(hold=hold)
         flagged, self._flagged = self._flagged, None
         if flagged is None or not stop_before(self, flagged):
+            publish(self, controller)
             return False
+        publish(self, controller)
         controller.pause()
         return True
 
@@ -317,6 +322,7 @@ class Trainer:
         """Train this trainer on a background thread; steer it with the returned Controller."""
         controller = Controller(paused=paused)
         controller.trainer = self
+        controller.records = self.records
         controller.thread = threading.Thread(target=self.run, args=(controller,), name="nktui-trainer", daemon=True)
         controller.thread.start()
         return controller
@@ -336,6 +342,11 @@ class Trainer:
         """The loop: take commands at each step boundary, step, flush when someone will look. Ends on stop."""
         log_every = self.config.log_every
         checkpointer = self.checkpointer
+        self.controller = controller
+        controller.trainer = self
+        controller.records = self.records
+        publish(self, controller)  # RunInfo: readers know the run from here on
+        watch_gpu(controller, self.device)
         try:
             if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
                 controller.report(RunState.RUNNING)
@@ -346,12 +357,16 @@ class Trainer:
                     continue  # (a watchpoint among the running steps: the commands wait for the paused loop)
                 if cmd.lr is not None:
                     self.set_lr(cmd.lr)
-                for fn, future in cmd.calls:
+                for work, future in cmd.calls:
                     if future.set_running_or_notify_cancel():
                         try:
-                            future.set_result(fn(self))
+                            result = work(self) if callable(work) else execute(self, work)
                         except BaseException as exc:  # the caller gets the error; the run goes on
+                            publish(self, controller)
                             future.set_exception(exc)
+                        else:
+                            publish(self, controller)  # (a rewind, a step limit: readers see it with the result)
+                            future.set_result(result)
                 if cmd.stop:
                     break
                 if controller.state is RunState.FINISHED and not self.finished:  # the limit was raised: go on
@@ -361,6 +376,7 @@ class Trainer:
                 observe = cmd.observe or self.step_count == 0 or (self.step_count + 1) % log_every == 0
                 self.rewinds.before_step(self, single=cmd.single_step)
                 self._train_step(observe)
+                controller.step_count = self.step_count
                 evaluate = self._eval_due() or self.finished
                 if observe or evaluate or controller.pause_requested or len(self.pending) >= FLUSH_EVERY:
                     if self._flush_running(controller, hold=not cmd.single_step):
@@ -370,13 +386,16 @@ class Trainer:
                 if evaluate:
                     self.evaluate()
                 if self.finished:
+                    publish(self, controller)
                     controller.report(RunState.FINISHED)
             self.flush()
+            publish(self, controller)
             if controller.state is not RunState.FINISHED:
                 controller.report(RunState.STOPPED)
         except BaseException as exc:
             try:
                 self.flush()  # the steps before the fault are real; keep their records
+                publish(self, controller)
             except BaseException:
                 pass
             if checkpointer is not None:

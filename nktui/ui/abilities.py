@@ -1,7 +1,7 @@
 """What the keys may do now, read off the session: which commands apply in the run's state, where a rewind goes and
 how far back it reaches, and why a greyed-out key does nothing (said when it is pressed).
 
-A mixin of `Session` (plain Python, no Textual): `self.state`, `self.trainer`, `self.controller`, `self.observed`,
+A mixin of `Session` (plain Python, no Textual): `self.state`, `self.info`, `self.step_count`, `self.controller`, `self.observed`,
 `self.scrub_index` and `self.shown_record` are the session's.
 """
 
@@ -33,9 +33,8 @@ class Abilities:
     def disabled_reason(self, action: str) -> str:
         """Why a key that is greyed out does nothing now, in one line (the app says it when the key is pressed)."""
         state = self.state
-        trainer = self.trainer
-        if state is RunState.FINISHED and trainer is not None:
-            return (f"the run finished at step {trainer.step_count}: raise steps in the config pane (c, then Enter) "
+        if state is RunState.FINISHED and self.info is not None:
+            return (f"the run finished at step {self.step_count}: raise steps in the config pane (c, then Enter) "
                     "and space goes on")
         if state is RunState.FAILED:
             return "the run failed: fix the config (c) and restart (r)"
@@ -49,25 +48,24 @@ class Abilities:
 
     def rewind_target(self) -> int | None:
         """Where `b` goes: to just before the scrubbed step, else one step back; None if nothing to undo."""
-        trainer = self.trainer
-        if trainer is None or trainer.step_count == 0:
+        if self.info is None or self.step_count == 0:
             return None
         if self.scrub_index is not None:
             return self.shown_record.step - 1
-        return trainer.step_count - 1
+        return self.step_count - 1
 
     @property
     def rewind_reach(self) -> tuple[int, int] | None:
         """(oldest, newest) step a rewind can reach (`g`), or None when nothing can be undone."""
-        trainer = self.trainer
-        if trainer is None or trainer.step_count == 0 or trainer.rewinds.oldest_step is None:
+        info = self.info
+        if info is None or self.step_count == 0 or info.rewinds.oldest_step is None:
             return None
-        return trainer.rewinds.oldest_step, trainer.step_count - 1
+        return info.rewinds.oldest_step, self.step_count - 1
 
     @property
     def rewind_memory(self) -> tuple[int, int]:
         """(states kept, bytes) of the rewind buffer."""
-        trainer = self.trainer
-        if trainer is None:
+        info = self.info
+        if info is None:
             return 0, 0
-        return len(trainer.rewinds), trainer.rewinds.memory_bytes
+        return info.rewinds.states, info.rewinds.memory_bytes

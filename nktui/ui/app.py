@@ -172,7 +172,7 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
         self.gradient_pane.border_subtitle = charset.text(subtitle)
 
     def on_watchpoint(self, hits) -> None:
-        line, toast = keys.watch_notice(hits, self.session.trainer.step_count)
+        line, toast = keys.watch_notice(hits, self.session.step_count)
         self.error_line.update(Text(line))
         self.error_line.set_class(True, "watch")
         self.error_line.display = True

@@ -1,6 +1,6 @@
 """Waiting for the training thread without blocking the UI: a Future polled by a widget's timer.
 
-Work that touches tensors runs on the training thread (`Controller.call`), which returns a Future. A screen hands
+Work that touches tensors runs on the training thread (a named command, `Session.submit`), which returns a Future. A screen hands
 that Future to `when_done`, which checks it a few times a second on the UI thread and calls back there: no widget
 is ever touched from the training thread, and the UI never waits.
 """

@@ -1,7 +1,9 @@
 """Session: the app's side of one training run, in plain Python (no Textual, no tensor work).
 
 It launches the trainer on its own thread, pulls what the trainer published at the UI's pace (`poll()`), keeps the
-plot history and the newest records, and sends commands through the controller. The app owns one Session at a
+plot history and the newest records, and sends named commands (`nktui.protocol.commands`) through the controller.
+It never reads the trainer: what it knows of the run is what the training thread published on the controller
+(`RunInfo`, the step counter, the records, the GPU reading). The app owns one Session at a
 time; restarting means stopping this one and starting another. Tests can drive a Session without a screen.
 """
 
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from nktui.gc_policy import freeze_what_is_built
 from nktui.protocol import ConfigError, EvalResult, NktuiError, Rewound, RunConfig, RunState, StepRecord, WatchHit
+from nktui.protocol.commands import Cancel, Evaluate, JobProgress, LrWhatIf, RewindTo, TraceStep, UpdateLive
+from nktui.protocol.run_info import RunInfo
 from nktui.training import Controller, launch
 from nktui.training.history import RunHistory
 from nktui.training.keeper import RunKeeper
@@ -90,26 +94,42 @@ class Session(Abilities, SessionFiles):
         return self.controller.state
 
     @property
-    def trainer(self):  # -> Trainer | None (not imported here: torch loads on the training thread)
-        return self.controller.trainer
+    def info(self) -> RunInfo | None:
+        """The run as the training thread described it; None until the trainer is built."""
+        return self.controller.info
+
+    @property
+    def step_count(self) -> int:
+        """Updates made so far, as the training thread last published it."""
+        return self.controller.step_count
 
     @property
     def step_limit(self) -> int | None:
-        return self.trainer.step_limit if self.trainer else None
+        info = self.info
+        return info.step_limit if info is not None else None
+
+    @property
+    def finished(self) -> bool:
+        info = self.info
+        return info is not None and self.step_count >= info.step_limit
+
+    @property
+    def gpu(self):  # -> nktui.training.gpu.GpuReading | None: the newest reading the run side took (CUDA only)
+        return self.controller.gpu
 
     def poll(self, *, want_snapshot: bool = True) -> Changes:
         """Take everything published since the last poll. Cheap: no tensor work, no waiting for the trainer."""
         changes = Changes()
-        trainer = self.trainer
-        if trainer is not None:
+        info = self.info
+        if info is not None:
             if not self._configured:
                 self._configured = True
                 freeze_what_is_built()  # torch, Textual and the model: out of the cyclic collector's walks
                 self._create_run_dir()
-                self._open_exports(trainer)
+                self._open_exports(info)
             if want_snapshot and self.state is RunState.RUNNING:
                 self.controller.request_snapshot()  # the next step carries per-layer statistics
-            self._seq, records = trainer.records.since(self._seq)
+            self._seq, records = self.controller.records.since(self._seq)
             if self.exports is not None and records:
                 self.exports.write(records)  # here, on the app's thread: exports cost the training loop nothing
             self._write_warnings(changes)  # a full disk: a notice, once; the run goes on
@@ -136,7 +156,7 @@ class Session(Abilities, SessionFiles):
                     if changes.watch is None or changes.watch.step != record.step:
                         changes.watch, changes.watches = record, ()
                     changes.watches += (record,)
-        self._measure_rate(trainer)
+        self._measure_rate(info)
         state = self.controller.state
         if state is not self._state:
             self._state = state
@@ -145,14 +165,14 @@ class Session(Abilities, SessionFiles):
         self._report_saves(changes)
         return changes
 
-    def _measure_rate(self, trainer) -> None:
+    def _measure_rate(self, info: RunInfo | None) -> None:
         """samples/s over the last RATE_WINDOW seconds, from the step counter (a paused stretch restarts it)."""
-        if trainer is None or self.state is not RunState.RUNNING:
+        if info is None or self.state is not RunState.RUNNING:
             self._rate_samples.clear()
             self.samples_per_sec = None
             return
         now = time.monotonic()
-        self._rate_samples.append((now, trainer.step_count))
+        self._rate_samples.append((now, self.step_count))
         while len(self._rate_samples) > 2 and now - self._rate_samples[1][0] >= RATE_WINDOW:
             self._rate_samples.popleft()
         (t0, s0), (t1, s1) = self._rate_samples[0], self._rate_samples[-1]
@@ -222,36 +242,42 @@ class Session(Abilities, SessionFiles):
         """Change settings that apply to the running trainer (the watchpoints): validated here (ConfigError), then
         handed to the trainer at its next step boundary. A restart keeps them."""
         steps = changes.get("steps")
-        trainer = self.trainer
-        if steps is not None and trainer is not None and steps < trainer.step_count:
-            raise ConfigError(f"the run is at step {trainer.step_count} already: steps must be at least that")
+        if steps is not None and self.info is not None and steps < self.step_count:
+            raise ConfigError(f"the run is at step {self.step_count} already: steps must be at least that")
         self.config = self.config.replace(**changes)
-        self.controller.call(lambda trainer: trainer.update_live(**changes))
+        self.submit(UpdateLive.of(changes))
 
-    def evaluate(self):
-        return self.controller.call(lambda trainer: trainer.evaluate())
+    def evaluate(self, *, detailed: bool = False) -> Future:
+        """A Future of the EvalResult (or with `detailed`, the Evaluation) of the weights as they are now."""
+        return self.submit(Evaluate(detailed=detailed))
+
+    def submit(self, command) -> Future:
+        """Send a named command (`nktui.protocol.commands`) to the run; a Future of its result."""
+        return self.controller.submit(command)
+
+    def job_progress(self, job: int) -> JobProgress | None:
+        """How far a job (a loss surface) has come, as the training thread last reported it."""
+        return self.controller.progress(job)
+
+    def cancel(self, job: int) -> bool:
+        return self.controller.submit(Cancel(job)).result()
 
     # -- the debugger: trace, rewind, LR what-if (each runs on the training thread) -----------------------------------
     def trace_step(self):
         """A Future of the StepTrace of one step taken now (while paused)."""
-        return self.controller.call(lambda trainer: trainer.trace_step())
+        return self.submit(TraceStep())
 
     def lr_whatif(self):
-        def compute(trainer):
-            from nktui.training.whatif import lr_whatif
-
-            return lr_whatif(trainer)
-
-        return self.controller.call(compute)
+        return self.submit(LrWhatIf())
 
     def rewind_to(self, step: int):
-        return self.controller.call(lambda trainer: trainer.rewind_to(step))
+        return self.submit(RewindTo(step))
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop at the next step boundary and wait for the thread; True if it ended in time."""
         self.controller.stop()
         ended = self.controller.join(timeout)
-        if self.export_dir is not None and self.trainer is not None:
+        if self.export_dir is not None and self.info is not None:
             self.poll(want_snapshot=False)  # the last records into the files (and a run no poll saw yet: all)
         if self.exports is not None:
             self.exports.close()  # (a write error here is no exception: the files say what they hold)
@@ -266,9 +292,9 @@ class Session(Abilities, SessionFiles):
             return None
         self.closed = True
         problem = None
-        if self.trainer is not None:
+        if self.info is not None:
             self.poll(want_snapshot=False)  # (a run that ends before any tick saw it: the folder, the files)
-        if save and self.keeper is not None and self.trainer is not None and not self.state.is_over:
+        if save and self.keeper is not None and self.info is not None and not self.state.is_over:
             self.controller.pause()  # no step after the one saved
             future = self.keeper.save(self.controller)
             try:
@@ -278,14 +304,13 @@ class Session(Abilities, SessionFiles):
             except Exception as exc:  # nan weights, a full disk: the previous last.pt stays
                 problem = save_problem(exc, self.keeper)
             self.unsaved = problem is not None
-        trainer = self.trainer
-        step = trainer.step_count if trainer is not None else 0
+        info = self.info
+        step = self.step_count
         ended = self.stop(min(timeout, 1.0))
         if self.keeper is None:
             return None
         what = f"{reason} at step {step}" + (f" ({problem})" if problem else "")
-        finished = trainer is not None and trainer.finished
-        line = self.keeper.exit_line(what, further=2 * trainer.step_limit if finished else None)
+        line = self.keeper.exit_line(what, further=2 * info.step_limit if self.finished else None)
         self.keeper.note(line)
         if ended:
             self.keeper.release()  # the folder is free for another process (a resume) while the app stays up

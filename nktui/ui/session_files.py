@@ -29,21 +29,23 @@ class SessionFiles:
         once the trainer is built (they need its layer names) and get every record from then on."""
         self.export_dir = run_dir
         if self._configured and self.exports is None:
-            self._open_exports(self.trainer)
+            self._open_exports(self.info)
 
-    def _open_exports(self, trainer) -> None:
+    def _open_exports(self, info) -> None:
         run_dir = self.export_dir
         if run_dir is None or self.exports is not None:
             return
-        from nktui.training.exporters import enable_histograms, open_writers
+        from nktui.protocol.commands import SetHistogramBins
+        from nktui.training.exporters import TENSORBOARD_BINS, open_writers
 
         try:
-            self.exports = open_writers(run_dir, self.config, trainer.instruments.names)
+            self.exports = open_writers(run_dir, self.config, info.layers)
         except (OSError, NktuiError) as exc:  # no tensorboard, a folder we cannot write: train on, and say so
             self.export_error = f"no exports to {run_dir}: {exc}"
             self.export_dir = None
             return
-        enable_histograms(trainer, self.config)
+        if self.config.tensorboard:  # gradient histograms on observed steps, for TensorBoard to draw
+            self.controller.submit(SetHistogramBins(TENSORBOARD_BINS))
 
     # -- the run directory and last.pt ------------------------------------------------------------------------------
     def _create_run_dir(self) -> None:
@@ -67,7 +69,7 @@ class SessionFiles:
     def save(self) -> bool:
         """Ask for last.pt now (the `s` key); a later poll reports it. A failed run writes the state kept from just
         before the failing step. False when there is no run directory or no trainer that could save."""
-        if self.keeper is None or not self.keeper.created or self.trainer is None:
+        if self.keeper is None or not self.keeper.created or self.info is None:
             return False
         if self.state is RunState.FAILED:
             self.saves.append(self.keeper.save_fault_state())

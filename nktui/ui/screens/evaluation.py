@@ -4,8 +4,8 @@ Validation loss and accuracy, the confusion matrix coloured by count, per-class 
 and the validation samples the model got wrong while most sure of itself, drawn as pictures (half blocks; RGB for
 3-channel images) with their true and predicted class and the probability given to the prediction.
 
-The evaluation (`nktui.training.evaluation.evaluate_in_detail`) runs on the training thread between steps through
-`Controller.call`; it is the same `Trainer.evaluate` as the periodic validation, so its result also lands on the
+The evaluation (`nktui.training.evaluation.evaluate_in_detail`) runs on the training thread between steps (an
+`Evaluate(detailed=True)` command); it is the same `Trainer.evaluate` as the periodic validation, so its result also lands on the
 loss plot. `r` evaluates again (after more steps), `v` opens the loss surface.
 """
 
@@ -24,13 +24,6 @@ from textual.widgets import Static
 
 from nktui.render import eval_tables
 from nktui.ui.widgets.key_bar import KeyBar
-
-
-def _evaluate(trainer):
-    """Runs on the training thread."""
-    from nktui.training.evaluation import evaluate_in_detail
-
-    return evaluate_in_detail(trainer)
 
 
 class EvaluationScreen(ModalScreen[None]):
@@ -71,7 +64,7 @@ class EvaluationScreen(ModalScreen[None]):
     def action_evaluate(self) -> None:
         if self._pending is not None:
             return
-        self._pending = self.session.controller.call(_evaluate)
+        self._pending = self.session.evaluate(detailed=True)
         if self.evaluation is not None:
             self.query_one("#evaluation").border_subtitle = "evaluating again…"
 

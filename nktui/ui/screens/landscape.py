@@ -2,8 +2,9 @@
 the last step.
 
 The surface (`nktui.training.landscape.compute_surface`) is computed on the training thread as one
-`Controller.call`: training waits until it is done (the screen says so), and every weight is put back bit for bit
-afterwards. A progress bar follows the grid rows through a `SurfaceProgress`; Esc cancels at the next row. The map
+`ComputeSurface` command: training waits until it is done (the screen says so), and every weight is put back bit for
+bit afterwards. A progress bar follows the grid rows through the `JobProgress` the training thread reports; Esc
+sends `Cancel(job)`, which stops it at the next row. The map
 is a contour map (colour bands, darker level lines), `◆` the weights now, `•` each recorded step joined by `·`.
 Beside it, the loss along the last update from -2x to +3x of it (1x: where the step went).
 
@@ -25,9 +26,10 @@ from textual.screen import ModalScreen
 from textual.widgets import ProgressBar, Static
 from textual_plotext import PlotextPlot
 
+from nktui.protocol.commands import ComputeSurface, JobProgress
+from nktui.protocol.results import DEFAULT_RESOLUTION, MODES, SurfaceCancelled, SurfaceRequest
 from nktui.render import contour
 from nktui.render.format import number
-from nktui.protocol.results import DEFAULT_RESOLUTION, MODES, SurfaceCancelled, SurfaceRequest
 from nktui.ui.widgets.key_bar import KeyBar
 
 MODE_TEXT = {
@@ -69,7 +71,8 @@ class LandscapeScreen(ModalScreen[None]):
         self.session = session
         self.request = SurfaceRequest(mode=mode, layer=layer, resolution=resolution or DEFAULT_RESOLUTION)
         self.surface = None  # nktui.protocol.Surface, once computed
-        self.progress = None  # SurfaceProgress of the computation in flight
+        self.progress: JobProgress | None = None  # how far the computation in flight has come
+        self._job: int | None = None  # its job number
         self.error: str | None = None
         self.cancelled = False
         self._pending: Future | None = None
@@ -98,17 +101,16 @@ class LandscapeScreen(ModalScreen[None]):
         return self._pending is not None
 
     def action_compute(self) -> None:
-        from nktui.training.landscape import SurfaceProgress, compute_surface
-
         if self._pending is not None:  # a key changed the request: stop this computation, then start the new one
             self._again = True
             self.cancel()
             self.show_info()
             return
-        request = self.request
-        progress = self.progress = SurfaceProgress()
+        command = ComputeSurface(self.request)
+        self._job = command.job
+        self.progress = JobProgress(command.job)
         self.cancelled, self.error = False, None
-        self._pending = self.session.controller.call(lambda trainer: compute_surface(trainer, request, progress))
+        self._pending = self.session.submit(command)
         self.show_info()
 
     def action_cancel_or_close(self) -> None:
@@ -120,12 +122,9 @@ class LandscapeScreen(ModalScreen[None]):
 
     def cancel(self) -> None:
         """Stop the computation in flight (the weights are put back); Esc."""
-        future, progress = self._pending, self.progress
-        if future is None:
+        if self._pending is None or self._job is None:
             return
-        if progress is not None:
-            progress.cancel()  # stops at the next grid row
-        future.cancel()  # or before it starts, if the training thread has not picked it up yet
+        self.session.cancel(self._job)  # stops at the next grid row, or before it starts
 
     def check(self) -> None:
         future = self._pending
@@ -133,12 +132,12 @@ class LandscapeScreen(ModalScreen[None]):
             self._pending = None
             self.finish(future)
         elif future is not None:
+            self.progress = self.session.job_progress(self._job) or self.progress
             bar = self.query_one("#ls-progress", ProgressBar)
             bar.update(total=max(self.progress.total, 1), progress=self.progress.done)
             self.query_one("#landscape").border_subtitle = f"{self.progress.phase} · training waits · esc cancels"
         follow = self._follow_step
-        trainer = self.session.trainer
-        if follow is not None and future is None and trainer is not None and trainer.step_count > follow:
+        if follow is not None and future is None and self.session.step_count > follow:
             self._follow_step = None
             self.action_compute()
 
@@ -178,17 +177,17 @@ class LandscapeScreen(ModalScreen[None]):
         self.action_compute()
 
     def action_step(self) -> None:
-        trainer = self.session.trainer
-        if trainer is not None and self._pending is None and self.session.step():
-            self._follow_step = trainer.step_count
+        count = self.session.step_count  # (before the step: it may be taken before step() returns)
+        if self.session.info is not None and self._pending is None and self.session.step():
+            self._follow_step = count
 
     def action_choose_weights(self) -> None:
         from nktui.ui.screens.weights_dialog import WeightsDialog
 
-        trainer = self.session.trainer
-        if trainer is None:
+        info = self.session.info
+        if info is None:
             return
-        shapes = dict(zip(trainer.trajectory.names, trainer.trajectory.shapes))  # plain tuples, no tensors
+        shapes = info.weight_shapes
         current = self.surface.w1 if self.surface and self.surface.w1 else None
         w1 = str(current) if current else ""
         w2 = str(self.surface.w2) if current else ""

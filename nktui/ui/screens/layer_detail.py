@@ -8,8 +8,8 @@ one small tile per output filter: its kernel averaged over the input channels, b
 gradient. `n` takes a step (while paused) and redraws. With NO_COLOR=1 the heat maps are drawn with glyphs
 (`nktui.render.heatmap`): grey alone cannot tell a negative weight from a positive one.
 
-The snapshot is taken on the training thread between steps (`Controller.call`), so the screen never touches a
-tensor itself.
+The snapshot is taken on the training thread between steps (a `SnapshotLayer` command), so the screen never touches
+a tensor itself.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from nktui.protocol.commands import SnapshotLayer
 from nktui.render import charset
 from nktui.render.format import number, number_at_scale, ratio_text, shape_text
 from nktui.render.heatmap import (
@@ -69,11 +70,8 @@ class LayerDetailScreen(ModalScreen[None]):
 
     # -- data -------------------------------------------------------------------------------------------------
     def fetch(self) -> None:
-        from nktui.training.inspect import layer_snapshot  # (the call runs on the training thread)
-
-        name = self.layer_name
         width = max(self.size.width - 6, 20)
-        self._pending = self.session.controller.call(lambda trainer: layer_snapshot(trainer, name, 32, width))
+        self._pending = self.session.submit(SnapshotLayer(self.layer_name, max_rows=32, max_cols=width))
         when_done(self, self._pending, self.snapshot_taken, self.snapshot_failed)
 
     def snapshot_taken(self, snapshot) -> None:
@@ -87,9 +85,8 @@ class LayerDetailScreen(ModalScreen[None]):
 
     def check(self) -> None:
         """Follow single steps (a new snapshot when the step count moved while not running); refresh the stats."""
-        trainer = self.session.trainer
         snapshot = self._snapshot
-        if self._pending is None and snapshot is not None and trainer is not None and trainer.step_count != snapshot.step:
+        if self._pending is None and snapshot is not None and self.session.step_count != snapshot.step:
             if self.session.state.value != "running":  # follow single steps; a running view stays still
                 self.fetch()
         self.show_stats()
@@ -261,7 +258,7 @@ def _edge(value: float, scale: float) -> str:
 
 def _row_labels(session, rows: int, count: int) -> list[str]:
     """Class names when the layer has one row per class (the output layer), else row numbers."""
-    classes = tuple(getattr(getattr(session.trainer, "data", None), "classes", ()))
+    classes = session.info.classes if session.info is not None else ()
     if rows == len(classes):
         return [str(c) for c in classes[:count]]
     return [f"#{i}" for i in range(count)]

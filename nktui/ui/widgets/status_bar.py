@@ -58,9 +58,9 @@ def parts(session, record=None) -> list[tuple[str, str, int]]:
     """(text, style, priority) pieces of the status line; lower priorities are dropped first when narrow."""
     state = session.state
     out = [(f" {state.value} ", STATE_STYLES[state], 9)]
-    trainer = session.trainer
+    info = session.info
     step = record if record is not None else session.latest_step  # one source for the step and its numbers
-    count = step.step if step is not None else (trainer.step_count if trainer is not None else 0)
+    count = step.step if step is not None else session.step_count
     limit = session.step_limit
     out.append((f"step {count}" + (f"/{limit}" if limit else ""), "", 9))
     if step is not None:
@@ -73,8 +73,8 @@ def parts(session, record=None) -> list[tuple[str, str, int]]:
         out.append((f"val {number(session.latest_eval.accuracy, 3)}", "", 6))
     if session.state is RunState.RUNNING and session.samples_per_sec:
         out.append((f"{rate(session.samples_per_sec)} samples/s", "", 3))
-    if trainer is not None:
-        out.append((device_text(trainer.device), "dim", 2))
+    if info is not None:
+        out.append((device_text(info.device, session.gpu if info.device_type == "cuda" else None), "dim", 2))
     return out
 
 
@@ -86,13 +86,11 @@ def fit(items: list[tuple[str, str, int]], width: int) -> list[tuple[str, str]]:
     return [(t, s) for t, s, _ in kept]
 
 
-def device_text(device) -> str:
+def device_text(device: str, reading=None) -> str:
     """`cpu`, or on CUDA `cuda:0 H100 80GB HBM3 12.3/79.6 GiB 87%`: the card's name, its memory in use and in all,
-    and its utilisation (with nvidia-ml-py). The card is asked at most once a second (`nktui.training.gpu`)."""
-    if getattr(device, "type", str(device)) != "cuda":
-        return str(device)
-    from nktui.training.gpu import gpu_monitor, gpu_text
+    and its utilisation (with nvidia-ml-py), from the newest `GpuReading` the run side took (once a second, on a
+    thread of its own: `nktui.training.published.watch_gpu`); the device alone without one."""
+    from nktui.training.gpu import gpu_text  # (plain Python: no torch)
 
-    monitor = gpu_monitor(device)
-    text = gpu_text(monitor.reading() if monitor is not None else None)
+    text = gpu_text(reading)
     return f"{device} {text}" if text else str(device)

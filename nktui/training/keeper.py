@@ -113,7 +113,7 @@ def state_before_fault(trainer: Any) -> dict[str, Any] | None:
     failed forward pass); else the newest kept state; None when there is none."""
     from .state import capture_state, make_portable
 
-    live = None if trainer._updating else capture_state(trainer)
+    live = None if trainer.updating else capture_state(trainer)
     try:
         trainer.rewinds.rewind_to(trainer, trainer.step_count)
         return capture_state(trainer)

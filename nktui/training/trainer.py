@@ -132,6 +132,23 @@ class Trainer:
         self._train_step(observe=True)
         return self.flush()[-1]
 
+    def take_step(self, observe: bool = False, tracer: Tracer | None = None) -> torch.Tensor:
+        """The step function alone, for the debugger's replays and for tests: one update, no rewind state kept, its
+        numbers pending on the device until the next `flush()` (`discard_pending()` drops them). `observe`: with
+        the per-layer statistics. Returns the loss, on the device. (`step()` is the same step, observed, with a
+        rewind state kept before it and its record made.)"""
+        return self._train_step(observe, tracer)
+
+    @property
+    def trainable_params(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) of every parameter that is trained (requires grad), in the model's order."""
+        return self._named_params
+
+    @property
+    def updating(self) -> bool:
+        """Whether the trainer is inside the optimizer's update: a fault now may leave the weights half-updated."""
+        return self._updating
+
     def rewind(self, steps: int = 1) -> Rewound:
         """Go back `steps` updates (see `nktui.training.rewind`); RewindError if that is further than kept."""
         return self.rewind_to(self.step_count - steps)

@@ -11,7 +11,7 @@ from rich.console import Console
 from textual.widgets import Input
 
 from nktui.training import RunConfig, RunState
-from nktui.training.trace import BackwardLayer, ForwardLayer, ParamUpdate, StepTrace
+from nktui.training.step_trace import BackwardLayer, ForwardLayer, ParamUpdate, StepTrace
 from nktui.ui.app import NktuiApp
 from nktui.ui.screens.goto_dialog import GotoDialog, parse_step
 from nktui.ui.screens.trace import TraceScreen, backward_view, forward_view, loss_view, update_view

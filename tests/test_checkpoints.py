@@ -19,7 +19,7 @@ from nktui.training.checkpoint import (
     save_checkpoint,
 )
 from nktui.training.errors import CheckpointError
-from nktui.training.keeper import Checkpointer
+from nktui.training.checkpoint_keeper import Checkpointer
 from nktui.training.state import FORMAT
 
 

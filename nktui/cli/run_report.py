@@ -21,7 +21,7 @@ from typing import Any
 from ..messages import EXIT_FAILED
 from ..streams import StreamOutput
 from ..training import EvalResult
-from ..training.keeper import RunKeeper, resume_command
+from ..training.checkpoint_keeper import RunKeeper, resume_command
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ with `--csv`, `--tensorboard`: `nktui.training.exporters`), prints progress (a r
 otherwise), and at the end asks the training thread for `last.pt` and the final evaluations. Ctrl+C, SIGTERM
 and SIGHUP (the terminal or the SSH connection went away: `nktui.signals`) stop at a step boundary, save
 `last.pt` first, print the summary and, as the last line, how to resume (exit 0). `--resume` continues a
-checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.keeper`).
+checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.checkpoint_keeper`).
 
 Write faults never end a run: a metrics file that cannot be written (a full disk) or a periodic last.pt that does
 not fit is one warning and the run goes on; stdout or stderr closed, full or gone (`nktui.streams`) drops what
@@ -49,7 +49,7 @@ from ..training import EvalResult, NktuiError, RunConfig, RunState, Trainer
 from ..training.devices import describe_device
 from ..training.exporters import check_exports, enable_histograms, open_writers
 from ..training.gpu import gpu_line, gpu_monitor
-from ..training.keeper import RunKeeper
+from ..training.checkpoint_keeper import RunKeeper
 from ..training.rundir import choose_run_dir
 from ..training.safe_files import describe_write_error
 from .progress import BarProgress, PlainProgress

@@ -13,7 +13,7 @@ inf is never written: the last good checkpoint stays.
 Reading checks more than the format: `require_resumable` refuses a state that is damaged or edited (a negative
 step, no RNG state, weights of other shapes than its signature names) in one line, before anything is built.
 
-Who writes `last.pt`: `nktui.training.keeper.Checkpointer`, attached to the trainer, on the training thread.
+Who writes `last.pt`: `nktui.training.checkpoint_keeper.Checkpointer`, attached to the trainer, on the training thread.
 Nothing here imports Textual.
 """
 

@@ -33,14 +33,14 @@ from .fault import Flagged, stop_before
 from .evaluation import evaluate_split
 from .instruments import Instruments
 from .pending import PendingSteps
-from .keeper import Checkpointer
+from .checkpoint_keeper import Checkpointer
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
 from .records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 from .rewind import RewindBuffer
 from .sources import ImageSet
 from .state import seed_everything
-from .trace import StepTrace, Tracer
+from .step_trace import StepTrace, Tracer
 from .trajectory import Trajectory
 from .watch import Watcher
 
@@ -63,7 +63,7 @@ class Trainer:
         the training thread when launched). `model`: your own module instead of `config.model`. `resume`: a
         checkpoint (`nktui.training.checkpoint.load_checkpoint`) to continue from; CheckpointError if it is of
         another model or data set. `checkpointer`: writes last.pt every `checkpointer.every` steps and after a fault
-        (see `nktui.training.keeper`)."""
+        (see `nktui.training.checkpoint_keeper`)."""
         self.config = config.validate()
         self.device = resolve_device(config.device)
         if config.threads:
@@ -194,7 +194,7 @@ class Trainer:
         self.pending.clear()
 
     def trace_step(self, sample_index: int = 0) -> StepTrace:
-        """One fully observed step, like `step()`, that also records its four phases (see `nktui.training.trace`)."""
+        """One fully observed step, like `step()`, that also records its four phases (see `nktui.training.step_trace`)."""
         tracer = Tracer(self.model, sample_index)
         self.rewinds.before_step(self, single=True)
         try:

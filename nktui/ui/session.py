@@ -28,7 +28,7 @@ from nktui.training import (
     launch,
 )
 from nktui.training.history import RunHistory
-from nktui.training.keeper import RunKeeper
+from nktui.training.checkpoint_keeper import RunKeeper
 from nktui.ui.abilities import Abilities
 from nktui.ui.changes import Changes
 from nktui.ui.session_files import SessionFiles, save_problem

@@ -69,7 +69,7 @@ class LayerDetailScreen(ModalScreen[None]):
 
     # -- data -------------------------------------------------------------------------------------------------
     def fetch(self) -> None:
-        from nktui.training.inspect import layer_snapshot  # (the call runs on the training thread)
+        from nktui.training.layer_snapshot import layer_snapshot  # (the call runs on the training thread)
 
         name = self.layer_name
         width = max(self.size.width - 6, 20)

@@ -14,7 +14,6 @@ step. When a watchpoint trips while the run trains, the loop goes back to just b
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -331,20 +330,16 @@ class Trainer:
     # -- the training thread -------------------------------------------------------------------------------------
     def start(self, *, paused: bool = False) -> Controller:
         """Train this trainer on a background thread; steer it with the returned Controller."""
-        controller = Controller(paused=paused)
-        controller.trainer = self
-        controller.thread = threading.Thread(target=self.run, args=(controller,), name="nktui-trainer", daemon=True)
-        controller.thread.start()
+        controller = launch(lambda: self, paused=paused)  # (the one way a training thread starts)
+        controller.trainer = self  # at once, for the caller (the thread sets the same)
         return controller
 
     @classmethod
     def launch(cls, config: RunConfig, *, paused: bool = False, **kwargs) -> Controller:
         """Build the trainer *on* the training thread, then train there. What the app and the CLI use.
 
-        Why build it there: libgomp (PyTorch's CPU thread pool) keeps a pool per thread that has run a parallel
-        op, and once there are more pool threads than cores it stops spin-waiting between ops. A thread that
-        trains while another thread has also run tensor code runs ~20% slower on small models (measured on 2
-        cores). Keeping every tensor op on one thread, and none on the UI thread, avoids that.
+        Why build it there: every tensor op on one thread, none on the caller's (PyTorch's CPU pool and threads:
+        ARCHITECTURE.md, "Two threads, two directions").
         """
         return launch(lambda: cls(config, **kwargs), paused=paused)
 

@@ -4,10 +4,9 @@ Workload (issue #2): MLP 784-128-64-10, batch 64, plain SGD, on MNIST-shaped syn
 10 classes) so the benchmarks need no download. The bare loop uses the same model, initial weights, data and
 batch order as nktui's trainer; it is the plain loop a user would write: gather, forward, loss, backward, step.
 
-Threads: nktui trains on a thread of its own and the UI thread never runs tensor code. PyTorch's CPU pool
-(libgomp) slows every training thread by ~20% once a second thread has also run parallel tensor ops, so each
-measured loop, bare or nktui, runs on a fresh thread and the main thread runs no tensor code: both loops then
-run exactly as they would alone in a process.
+Threads: nktui trains on a thread of its own and the UI thread never runs tensor code (why: ARCHITECTURE.md, "Two
+threads, two directions"), so each measured loop, bare or nktui, runs on a fresh thread and the main thread runs
+no tensor code: both loops then run exactly as they would alone in a process.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Python's cyclic collector walks every tracked object on each full collection. Once PyTorch (and Textual) are
 imported and the model is built, that is hundreds of thousands of objects that will live as long as the process,
-and the app's drawing allocates enough to trigger collections often: measured in the app, 56 ms a second spent
-collecting, all of it holding the GIL the training loop needs. `gc.freeze()` moves the objects alive now out of
-the collector's sight (reference counting still frees them): 4 to 5 ms a second after it.
+and the app's drawing allocates enough to trigger collections often, all of them holding the GIL the training
+loop needs. `gc.freeze()` moves the objects alive now out of the collector's sight (reference counting still
+frees them), which cuts the time spent collecting about tenfold (figures: benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from nktui.training.checkpoint import (
     require_resumable,
     save_checkpoint,
 )
-from nktui.training.keeper import Checkpointer
+from nktui.training.checkpoint_keeper import Checkpointer
 from nktui.training.state import FORMAT
 
 
@@ -140,7 +140,7 @@ def test_a_fault_writes_the_newest_good_state_and_never_an_older_one(tmp_path, c
     torch.manual_seed(0)
     fresh = Trainer(config, model=FailsAtStep(10**9))
     for _ in range(49):
-        fresh._train_step(observe=False)
+        fresh.take_step()
     for name, value in fresh.model.state_dict().items():  # the very weights of 49 good steps
         assert torch.equal(state["model"][name], value), name
 

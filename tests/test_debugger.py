@@ -114,7 +114,7 @@ def test_rewind_through_a_kept_state_and_replay_equals_a_fresh_run():
         controller.call(lambda t: t.rewind_to(target)).result(timeout=10)
         reference = Trainer(config)
         for _ in range(target):
-            reference._train_step(observe=False)
+            reference.take_step()
         assert trainer.step_count == target
         assert same(weights(trainer), weights(reference))
     finally:
@@ -277,13 +277,13 @@ def test_replay_through_lr_changes_uses_each_steps_own_lr():
     trainer.step()
     trainer.set_lr(0.7)
     for _ in range(3):
-        trainer._train_step(observe=False)
+        trainer.take_step()
     trainer.rewind_to(3)  # restore step 0, replay 1 (lr 0.02), 2 and 3 (lr 0.7)
     reference = Trainer(config)
     reference.set_lr(0.02)
-    reference._train_step(observe=False)
+    reference.take_step()
     reference.set_lr(0.7)
-    reference._train_step(observe=False)
-    reference._train_step(observe=False)
+    reference.take_step()
+    reference.take_step()
     assert same(weights(trainer), weights(reference))
     assert trainer.lr == 0.7  # step 4 used 0.7 the first time

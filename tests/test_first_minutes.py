@@ -53,7 +53,7 @@ async def test_a_finished_run_goes_on_when_its_steps_are_raised_bitwise(apps):
         ours = [t.clone() for t in app.session.controller.trainer.model.state_dict().values()]
     straight = Trainer(RunConfig(device="cpu", seed=0, steps=60, eval_every=0))
     for _ in range(60):
-        straight._train_step(observe=False)
+        straight.take_step()
     assert all(torch.equal(a, b) for a, b in zip(ours, straight.model.state_dict().values(), strict=True))
 
 

@@ -207,7 +207,7 @@ def test_the_slice_is_the_loss_along_the_last_update(make_trainer):
 def test_an_unobserved_last_step_falls_back_to_the_trajectory(make_trainer):
     trainer = trained(make_trainer, steps=3)
     trainer.trajectory.record(trainer.step_count)  # as an observed step would...
-    trainer._observed_step = -1  # ...but without the instruments' update (e.g. after a rewind)
+    trainer.forget_observed()  # ...but without the instruments' update (e.g. after a rewind)
     surface = compute_surface(trainer, SurfaceRequest(resolution=3))
     assert surface.line.source == "trajectory" and surface.line.losses[30] == surface.centre_loss
 
@@ -279,7 +279,7 @@ def test_the_default_surface_of_the_linear_model_takes_under_five_seconds(make_t
 def test_the_trajectory_keeps_observed_steps_only_and_at_most_its_capacity(make_trainer):
     trainer = make_trainer()
     assert [s for s, _ in trainer.trajectory.entries()] == [0]
-    trainer._train_step(observe=False)
+    trainer.take_step()
     assert len(trainer.trajectory) == 1  # an unobserved step records nothing
     for _ in range(70):
         trainer.step()

@@ -81,7 +81,7 @@ def test_the_debuggers_results_hold_plain_values_and_unpickle_without_torch():
     from nktui.protocol import SurfaceRequest
     from nktui.training import RunConfig, Trainer
     from nktui.training.evaluation import evaluate_in_detail
-    from nktui.training.inspect import layer_snapshot
+    from nktui.training.layer_snapshot import layer_snapshot
     from nktui.training.landscape import compute_surface
     from nktui.training.whatif import lr_whatif
 

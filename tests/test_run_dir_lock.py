@@ -22,7 +22,7 @@ from nktui import cli
 from nktui.cli.resume import plan_resume
 from nktui.protocol.errors import RunDirInUse
 from nktui.training import ConfigError, RunConfig
-from nktui.training.keeper import RunKeeper
+from nktui.training.checkpoint_keeper import RunKeeper
 from nktui.training.rundir import (
     LOCK_FILE,
     check_not_in_use,

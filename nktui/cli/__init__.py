@@ -33,9 +33,8 @@ def run() -> NoReturn:
     """The `nktui` command and `python -m nktui`: `main()`, then exit without the interpreter's teardown.
 
     Everything nktui writes is closed (and last.pt fsynced) before `main()` returns, and the terminal is restored.
-    What remains is tearing down PyTorch's thousands of modules, which took 0.8 s after `import torch` and 1.7 s
-    once an optimizer had imported torch._dynamo (PyTorch 2.14, 2 cores): most of the time between `q` and the
-    shell prompt. `os._exit` skips it; stdout and stderr are flushed first. A standard stream that was closed
+    What remains is tearing down PyTorch's thousands of modules, most of the time between `q` and the shell prompt
+    (longer once an optimizer has imported torch._dynamo; figures: benchmarks/RESULTS.md). `os._exit` skips it; stdout and stderr are flushed first. A standard stream that was closed
     (`nktui train >&-`) gets /dev/null under it first (`nktui.streams.fill_closed_fds`).
     """
     from ..streams import fill_closed_fds

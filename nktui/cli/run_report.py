@@ -21,7 +21,7 @@ from typing import Any
 from ..messages import EXIT_FAILED
 from ..protocol import EvalResult
 from ..streams import StreamOutput
-from ..training.keeper import RunKeeper, resume_command
+from ..training.checkpoint_keeper import RunKeeper, holds_step, resume_command
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Reporter:
 
 
 def held(final: Final) -> str:
-    return f"last.pt holds step {final.saved_step}" if final.saved_step is not None else "no last.pt was written"
+    return holds_step(final.saved_step)
 
 
 def summary(report: Reporter, trainer: Any, outcome: Outcome, run_dir: Path, files: tuple[str, ...]) -> None:
@@ -145,10 +145,10 @@ def last_line(report: Reporter, trainer: Any, outcome: Outcome, stopped: str | N
     else:
         what = f"finished {step} steps"
     saved = keeper.saved_step
-    holds = f"{keeper.checkpoint} holds step {saved}" if saved is not None else "no last.pt was written"
+    holds = holds_step(saved, where=keeper.checkpoint)
     if final is not None and final.unsaved:
-        holds = (f"the final state was not saved ({final.save_error}); "
-                 + (f"{keeper.checkpoint} still holds step {saved}" if saved is not None else "no last.pt was written"))
+        still = holds_step(saved, where=keeper.checkpoint, still=True)
+        holds = f"the final state was not saved ({final.save_error}); {still}"
     elif final is None and saved is not None and outcome.code == EXIT_FAILED:
         holds += ", from before the fault"
     keeper.note(f"nktui train: {what}; {holds}" + (f". {line[0].upper()}{line[1:]}" if line else ""))

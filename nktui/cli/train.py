@@ -7,7 +7,7 @@ with `--csv`, `--tensorboard`: `nktui.training.exporters`), prints progress (a r
 otherwise), and at the end asks the training thread for `last.pt` and the final evaluations. Ctrl+C, SIGTERM
 and SIGHUP (the terminal or the SSH connection went away: `nktui.signals`) stop at a step boundary, save
 `last.pt` first, print the summary and, as the last line, how to resume (exit 0). `--resume` continues a
-checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.keeper`).
+checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.checkpoint_keeper`).
 
 Write faults never end a run: a metrics file that cannot be written (a full disk) or a periodic last.pt that does
 not fit is one warning and the run goes on; stdout or stderr closed, full or gone (`nktui.streams`) drops what
@@ -50,7 +50,7 @@ from ..training import Trainer
 from ..training.devices import describe_device
 from ..training.exporters import check_exports, enable_histograms, open_writers
 from ..training.gpu import gpu_line, gpu_monitor
-from ..training.keeper import RunKeeper
+from ..training.checkpoint_keeper import RunKeeper, holds_step
 from ..training.rundir import choose_run_dir
 from ..safe_files import describe_write_error
 from .progress import BarProgress, PlainProgress
@@ -198,7 +198,7 @@ def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSign
         if save_error and not save_warned:
             save_warned = True
             step = keeper.saved_step
-            kept = f"last.pt still holds step {step}" if step is not None else "no last.pt was written yet"
+            kept = holds_step(step, still=True, none="no last.pt was written yet")
             report.warn(f"nktui: warning: {save_error}; {kept}; the run goes on (the final save tries again)")
         progress.add(records)
         progress.refresh()
@@ -258,7 +258,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
         error = controller.error
         what = one_line(error) if isinstance(error, NktuiError) else f"{type(error).__name__}: {one_line(error)}"
         kept = ("last.pt was not written" if keeper.saved_step is None
-                else f"last.pt holds step {keeper.saved_step}, from before the fault")
+                else f"{holds_step(keeper.saved_step)}, from before the fault")
         where = f"traceback in {log}" if log is not None else "traceback above"
         line = f"nktui: error: training failed after step {trainer.step_count}: {what} ({where}; {kept})"
         return Outcome(EXIT_FAILED, errors=(line,), traceback=controller.error_traceback)
@@ -275,7 +275,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
                 if "SIGINT" in stops.names[signals_before:]:
                     raise KeyboardInterrupt("SIGINT") from None
     except KeyboardInterrupt:
-        held = "no last.pt was written" if keeper.saved_step is None else f"last.pt holds step {keeper.saved_step}"
+        held = holds_step(keeper.saved_step)
         return Outcome(EXIT_INTERRUPTED, errors=(f"nktui: interrupted again while finishing: exiting now; {held}",))
     finally:
         controller.stop()
@@ -284,7 +284,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
     errors = (f"nktui: warning: {final.save_error}",) if final.save_error else ()
     if final.unsaved:  # the disk is full, the folder went read-only ...: the final state is not in last.pt
         step = final.saved_step
-        kept = f"last.pt still holds step {step}" if step is not None else "no last.pt was written"
+        kept = holds_step(step, still=True)
         line = f"nktui: error: the final state (step {final.step}) was not saved: {final.save_error}; {kept}"
         return Outcome(EXIT_FAILED, final, wall, interrupted and final.step < trainer.step_limit, errors=(line,))
     hit = trainer.watch_hit

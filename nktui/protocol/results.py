@@ -19,7 +19,7 @@ from .records import EvalResult, Grid, StepRecord, ratio
 Image = tuple[Grid, ...]  # channels x height x width
 
 
-# -- a traced step (nktui.training.trace) ---------------------------------------------------------------------
+# -- a traced step (nktui.training.step_trace) ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class ForwardLayer:
     name: str
@@ -208,7 +208,7 @@ class Surface:
         return self.xs[-1]
 
 
-# -- a layer snapshot (nktui.training.inspect) ----------------------------------------------------------------
+# -- a layer snapshot (nktui.training.layer_snapshot) ----------------------------------------------------------------
 @dataclass(frozen=True)
 class LayerSnapshot:
     name: str

@@ -13,7 +13,7 @@ inf is never written: the last good checkpoint stays.
 Reading checks more than the format: `require_resumable` refuses a state that is damaged or edited (a negative
 step, no RNG state, weights of other shapes than its signature names) in one line, before anything is built.
 
-Who writes `last.pt`: `nktui.training.keeper.Checkpointer`, attached to the trainer, on the training thread.
+Who writes `last.pt`: `nktui.training.checkpoint_keeper.Checkpointer`, attached to the trainer, on the training thread.
 Nothing here imports Textual.
 """
 
@@ -28,7 +28,7 @@ import torch
 
 from ..protocol.errors import CheckpointError
 from ..safe_files import replacing
-from .state import FORMAT, VERSION, capture_state, restore_state
+from .state import FORMAT, VERSION, capture_state, map_tensors, restore_state
 
 LEGACY_FORMAT = "nktui-checkpoint"  # last.pt of nktui before checkpoints held the RNGs: weights only, no resume
 REQUIRED = ("model", "optimizer", "config", "step", "epoch", "rng", "signature", "dataset", "classes")
@@ -37,15 +37,7 @@ REQUIRED = ("model", "optimizer", "config", "step", "epoch", "rng", "signature",
 # -- writing -------------------------------------------------------------------------------------------------------
 def to_cpu(value: Any) -> Any:
     """The same structure with every tensor on the CPU (loadable on a machine without the GPU)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, Mapping):
-        return {k: to_cpu(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_cpu(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(to_cpu(v) for v in value)
-    return value
+    return map_tensors(value, lambda t: t.detach().cpu())
 
 
 def checkpoint_state(trainer: Any) -> dict[str, Any]:

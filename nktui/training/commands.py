@@ -65,7 +65,7 @@ def compute_surface(trainer, command: ComputeSurface):
 
 
 def snapshot_layer(trainer, command: SnapshotLayer):
-    from .inspect import layer_snapshot
+    from .layer_snapshot import layer_snapshot
 
     return layer_snapshot(trainer, command.name, command.max_rows, command.max_cols, command.max_images,
                           command.max_kernels)

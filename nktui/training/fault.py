@@ -63,7 +63,7 @@ def stop_before(trainer, flagged: Flagged) -> list[WatchHit]:
         return hits
     trainer.rewinds.before_step(trainer, single=True)  # the state before step k: `b` and the restore below
     before = capture_state(trainer, portable=False)
-    trainer._train_step(observe=True)  # step k again, with the full statistics
+    trainer.take_step(observe=True)  # step k again, with the full statistics
     record = trainer.make_records()[0][0]
     trainer.watcher.forget_after(step - 1)
     hits = trainer.watcher.check(record)
@@ -113,7 +113,7 @@ def _first_nonfinite_step(trainer, flagged_step: int) -> int:
         lr = rewinds.lr_for(trainer.step_count + 1)
         if lr is not None:
             trainer.set_lr(lr)
-        loss = trainer._train_step(observe=False)
+        loss = trainer.take_step()
         grads = [p.grad for p in params if p.grad is not None]
         # One host sync per replayed step: only here, after a watchpoint, never while training.
         finite = torch.stack([torch.isfinite(loss).all(), *(torch.isfinite(t).all() for t in (*grads, *params))])

@@ -50,7 +50,7 @@ SLICE_RANGE = (-2.0, 3.0)  # in units of the last step: 0 is before it, 1 where 
 SLICE_POINTS = 51
 PATH_MARGIN = 1.25  # the grid reaches this far beyond the path's furthest point
 # Below this many weights x samples, a forward pass is microseconds of work: one CPU thread does it faster than
-# several that wait for each other between ops (20-50x faster on a busy 2-core machine, measured).
+# several that wait for each other between ops, many times faster on a busy machine (benchmarks/RESULTS.md).
 SINGLE_THREAD_WORK = 1 << 24
 
 

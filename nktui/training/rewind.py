@@ -123,7 +123,7 @@ class RewindBuffer:
                 lr = self.lr_for(trainer.step_count + 1)
                 if lr is not None:
                     trainer.set_lr(lr)
-                trainer._train_step(observe=False)
+                trainer.take_step()
         finally:
             self._replaying = False
             trainer.discard_pending()  # these steps were published the first time

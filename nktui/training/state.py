@@ -13,6 +13,8 @@ this trainer (same parameter names and shapes, same data set) and raises Checkpo
 from __future__ import annotations
 
 import random
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -40,16 +42,22 @@ def model_signature(model: torch.nn.Module) -> list[list]:
     return [[name, list(t.shape)] for name, t in model.state_dict().items()]
 
 
-def _clone(value: Any) -> Any:
+def map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    """The same structure (mappings as dicts, lists, tuples) with `fn(t)` in place of every tensor `t`: the one
+    walk over a state, for copies (`capture_state`), the CPU copy of a checkpoint and the byte count."""
     if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return fn(value)
+    if isinstance(value, Mapping):
+        return {k: map_tensors(v, fn) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clone(v) for v in value]
+        return [map_tensors(v, fn) for v in value]
     if isinstance(value, tuple):
-        return tuple(_clone(v) for v in value)
+        return tuple(map_tensors(v, fn) for v in value)
     return value
+
+
+def _clone(value: Any) -> Any:
+    return map_tensors(value, lambda t: t.detach().clone())
 
 
 def capture_rng(portable: bool = True) -> dict[str, Any]:
@@ -58,27 +66,27 @@ def capture_rng(portable: bool = True) -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = [t.clone() for t in torch.cuda.get_rng_state_all()]
+    state["python"] = random.getstate()
     try:
         import numpy
     except ImportError:  # pragma: no cover - numpy comes with torchvision
-        numpy = None
-    if not portable:
-        state["python"] = random.getstate()
-        if numpy is not None:
-            state["numpy"] = numpy.random.get_state()
-        return state
-    version, internal, gauss = random.getstate()
-    state["python"] = {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
-    if numpy is not None:
-        kind, keys, pos, has_gauss, cached = numpy.random.get_state()
-        state["numpy"] = {
-            "kind": kind,
-            "keys": torch.from_numpy(keys.astype("int64")),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        }
-    return state
+        pass
+    else:
+        state["numpy"] = numpy.random.get_state()
+    return _portable_rng(state) if portable else state
+
+
+def _portable_rng(rng: dict[str, Any]) -> dict[str, Any]:
+    """RNG states as the generators return them (`capture_rng(portable=False)`), as tensors and plain values: what
+    a file loaded with `weights_only=True` can hold. `restore_rng` takes either form."""
+    rng = dict(rng)
+    version, internal, gauss = rng["python"]
+    rng["python"] = {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
+    if "numpy" in rng:
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        rng["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                        "has_gauss": int(has_gauss), "cached": float(cached)}
+    return rng
 
 
 def restore_rng(state: dict[str, Any]) -> None:
@@ -125,21 +133,17 @@ def make_portable(state: dict[str, Any], trainer) -> dict[str, Any]:
     """A state captured with portable=False, made fit for a file: RNG states as tensors, the config added."""
     if "config" in state:
         return state
-    rng = dict(state["rng"])
-    version, internal, gauss = rng["python"]
-    rng["python"] = {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
-    if "numpy" in rng:
-        kind, keys, pos, has_gauss, cached = rng["numpy"]
-        rng["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
-                        "has_gauss": int(has_gauss), "cached": float(cached)}
-    return {**state, "rng": rng, "config": trainer.config.to_dict()}
+    return {**state, "rng": _portable_rng(state["rng"]), "config": trainer.config.to_dict()}
+
+
+_SIGNATURES: weakref.WeakKeyDictionary[torch.nn.Module, list[list]] = weakref.WeakKeyDictionary()
 
 
 def _signature(trainer) -> list[list]:
-    """The model's signature, computed once per trainer (its parameters and buffers never change shape)."""
-    signature = getattr(trainer, "_state_signature", None)
+    """The model's signature, computed once per model (its parameters and buffers never change shape)."""
+    signature = _SIGNATURES.get(trainer.model)
     if signature is None:
-        signature = trainer._state_signature = model_signature(trainer.model)
+        signature = _SIGNATURES[trainer.model] = model_signature(trainer.model)
     return signature
 
 
@@ -199,18 +203,6 @@ def load_weights(model: torch.nn.Module, weights: Any, source: str, name: str) -
 
 def state_bytes(state: dict[str, Any]) -> int:
     """Bytes of tensor data in a state: what keeping it in memory costs."""
-    total = 0
-
-    def walk(value: Any) -> None:
-        nonlocal total
-        if isinstance(value, torch.Tensor):
-            total += value.numel() * value.element_size()
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
-
-    walk(state)
-    return total
+    sizes: list[int] = []
+    map_tensors(state, lambda t: sizes.append(t.numel() * t.element_size()))
+    return sum(sizes)

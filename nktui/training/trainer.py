@@ -14,7 +14,6 @@ step. When a watchpoint trips while the run trains, the loop goes back to just b
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,13 +36,13 @@ from .evaluation import evaluate_split
 from .instruments import Instruments
 from .pending import PendingSteps
 from .published import publish, watch_gpu
-from .keeper import Checkpointer
+from .checkpoint_keeper import Checkpointer
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
 from .rewind import RewindBuffer
 from .sources import ImageSet
 from .state import seed_everything
-from .trace import StepTrace, Tracer
+from .step_trace import StepTrace, Tracer
 from .trajectory import Trajectory
 from .watch import Watcher
 
@@ -66,7 +65,7 @@ class Trainer:
         the training thread when launched). `model`: your own module instead of `config.model`. `resume`: a
         checkpoint (`nktui.training.checkpoint.load_checkpoint`) to continue from; CheckpointError if it is of
         another model or data set. `checkpointer`: writes last.pt every `checkpointer.every` steps and after a fault
-        (see `nktui.training.keeper`)."""
+        (see `nktui.training.checkpoint_keeper`)."""
         self.config = config.validate()
         self.device = resolve_device(config.device)
         if config.threads:
@@ -136,6 +135,23 @@ class Trainer:
         self._train_step(observe=True)
         return self.flush()[-1]
 
+    def take_step(self, observe: bool = False, tracer: Tracer | None = None) -> torch.Tensor:
+        """The step function alone, for the debugger's replays and for tests: one update, no rewind state kept, its
+        numbers pending on the device until the next `flush()` (`discard_pending()` drops them). `observe`: with
+        the per-layer statistics. Returns the loss, on the device. (`step()` is the same step, observed, with a
+        rewind state kept before it and its record made.)"""
+        return self._train_step(observe, tracer)
+
+    @property
+    def trainable_params(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) of every parameter that is trained (requires grad), in the model's order."""
+        return self._named_params
+
+    @property
+    def updating(self) -> bool:
+        """Whether the trainer is inside the optimizer's update: a fault now may leave the weights half-updated."""
+        return self._updating
+
     def rewind(self, steps: int = 1) -> Rewound:
         """Go back `steps` updates (see `nktui.training.rewind`); RewindError if that is further than kept."""
         return self.rewind_to(self.step_count - steps)
@@ -181,7 +197,7 @@ class Trainer:
         self.pending.clear()
 
     def trace_step(self, sample_index: int = 0) -> StepTrace:
-        """One fully observed step, like `step()`, that also records its four phases (see `nktui.training.trace`)."""
+        """One fully observed step, like `step()`, that also records its four phases (see `nktui.training.step_trace`)."""
         tracer = Tracer(self.model, sample_index)
         self.rewinds.before_step(self, single=True)
         try:
@@ -320,21 +336,17 @@ class Trainer:
     # -- the training thread -------------------------------------------------------------------------------------
     def start(self, *, paused: bool = False) -> Controller:
         """Train this trainer on a background thread; steer it with the returned Controller."""
-        controller = Controller(paused=paused)
-        controller.trainer = self
+        controller = launch(lambda: self, paused=paused)  # (the one way a training thread starts)
+        controller.trainer = self  # at once, for the caller (the thread sets the same)
         controller.records = self.records
-        controller.thread = threading.Thread(target=self.run, args=(controller,), name="nktui-trainer", daemon=True)
-        controller.thread.start()
         return controller
 
     @classmethod
     def launch(cls, config: RunConfig, *, paused: bool = False, **kwargs) -> Controller:
         """Build the trainer *on* the training thread, then train there. What the app and the CLI use.
 
-        Why build it there: libgomp (PyTorch's CPU thread pool) keeps a pool per thread that has run a parallel
-        op, and once there are more pool threads than cores it stops spin-waiting between ops. A thread that
-        trains while another thread has also run tensor code runs ~20% slower on small models (measured on 2
-        cores). Keeping every tensor op on one thread, and none on the UI thread, avoids that.
+        Why build it there: every tensor op on one thread, none on the caller's (PyTorch's CPU pool and threads:
+        ARCHITECTURE.md, "Two threads, two directions").
         """
         return launch(lambda: cls(config, **kwargs), paused=paused)
 

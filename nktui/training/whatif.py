@@ -33,11 +33,11 @@ def lr_whatif(trainer, lrs: tuple[float, ...] | None = None) -> WhatIf:
     step_index = trainer.step_count
     x, y = trainer.data.train_batch(step_index)
     model = trainer.model
-    names = [name for name, _ in trainer._named_params]
+    names = [name for name, _ in trainer.trainable_params]
     rng = torch.get_rng_state()
     try:
         model.train()
-        before = {name: p.detach().clone() for name, p in trainer._named_params}
+        before = {name: p.detach().clone() for name, p in trainer.trainable_params}
         with torch.no_grad():
             loss_now = float(F.cross_entropy(model(x), y))
         torch.set_rng_state(rng)  # the real step would see this RNG state (dropout masks)
@@ -45,7 +45,7 @@ def lr_whatif(trainer, lrs: tuple[float, ...] | None = None) -> WhatIf:
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trainer.optimizer.step()
-        after = {name: p.detach().clone() for name, p in trainer._named_params}
+        after = {name: p.detach().clone() for name, p in trainer.trainable_params}
         buffers = dict(model.named_buffers())
         losses = []
         with torch.no_grad():

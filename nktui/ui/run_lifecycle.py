@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nktui.signals import STOP_SIGNALS, StopSignals, exit_watchdog, handled
-from nktui.training.keeper import RunKeeper
+from nktui.training.checkpoint_keeper import RunKeeper
 from nktui.training.rundir import RUN_FILES
 
 SAVE_TIMEOUT = 2.0  # an exit waits at most this long for the trainer to write last.pt

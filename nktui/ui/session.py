@@ -22,7 +22,7 @@ from nktui.protocol.commands import Cancel, Evaluate, JobProgress, LrWhatIf, Rew
 from nktui.protocol.run_info import RunInfo
 from nktui.training import Controller, launch
 from nktui.training.history import RunHistory
-from nktui.training.keeper import RunKeeper
+from nktui.training.checkpoint_keeper import RunKeeper
 from nktui.ui.abilities import Abilities
 from nktui.ui.changes import Changes
 from nktui.ui.session_files import SessionFiles, save_problem

@@ -40,7 +40,7 @@ from nktui.render.heatmap import (
     tile,
 )
 from nktui.protocol.records import LayerStats
-from nktui.ui.calls import when_done
+from nktui.ui.future_poll import when_done
 
 
 class LayerDetailScreen(ModalScreen[None]):

@@ -22,7 +22,7 @@ from nktui.render import charset
 from nktui.render.format import index_text, number, number_at_scale, ratio_text, shape_text
 from nktui.render.heatmap import grayscale, render, tile
 from nktui.protocol import StepTrace
-from nktui.ui.calls import when_done
+from nktui.ui.future_poll import when_done
 
 PHASES = ("1 forward", "2 softmax and loss", "3 backward", "4 update")
 

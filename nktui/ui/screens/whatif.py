@@ -18,7 +18,7 @@ from textual_plotext import PlotextPlot
 
 from nktui.render.format import lr_text, number
 from nktui.protocol import WhatIf
-from nktui.ui.calls import when_done
+from nktui.ui.future_poll import when_done
 
 
 class WhatIfScreen(ModalScreen[float | None]):

@@ -24,6 +24,7 @@ from torch import nn
 from ..protocol.records import StepRecord, ratio
 from ..protocol.results import BackwardLayer, ForwardLayer, ParamUpdate, StepTrace
 from .instruments import PASS_THROUGH, RELU_LIKE, wide_dtype
+from .leaf_modules import leaf_modules
 
 class Tracer:
     """Attached to one step by the trainer: hooks for the forward and backward passes, copies around the update."""
@@ -39,9 +40,8 @@ class Tracer:
         self.trace_fields: dict = {}
 
     def attach(self) -> None:
-        for name, module in self.model.named_modules():
-            if name and next(module.children(), None) is None and not isinstance(module, PASS_THROUGH):
-                self._handles.append(module.register_forward_hook(self._hook(name, module)))
+        for name, module in leaf_modules(self.model, skip=PASS_THROUGH):
+            self._handles.append(module.register_forward_hook(self._hook(name, module)))
 
     def _hook(self, name: str, module: nn.Module):
         relu_like = isinstance(module, RELU_LIKE)

@@ -14,6 +14,8 @@ a reader asks. `RunKeeper` is the reader's side (the app's thread, `nktui train`
     print(keeper.exit_line("quit at step 120"))              # `... Resume: nktui --resume runs/X/last.pt`
     keeper.release()                                         # the run is over: another process may use the folder
 
+`holds_step(step, where=...)` is the one "last.pt holds step N" sentence; the exit lines, warnings and notices use it.
+
 The files themselves (full state, atomic writes, nan refused) are `nktui.training.checkpoint`'s. Importing this
 module imports neither torch nor Textual: the app builds its keeper before torch has loaded.
 """
@@ -113,7 +115,7 @@ def state_before_fault(trainer: Any) -> dict[str, Any] | None:
     failed forward pass); else the newest kept state; None when there is none."""
     from .state import capture_state, make_portable
 
-    live = None if trainer._updating else capture_state(trainer)
+    live = None if trainer.updating else capture_state(trainer)
     try:
         trainer.rewinds.rewind_to(trainer, trainer.step_count)
         return capture_state(trainer)
@@ -249,8 +251,18 @@ class RunKeeper:
         if step is None:
             return f"nktui: {what}; no checkpoint was written (run directory: {self.run_dir})"
         if further is not None:
-            return f"nktui: {what}; {self.checkpoint} holds step {step}. Train further: {self.resume_command()} --steps {further}"
-        return f"nktui: {what}; {self.checkpoint} holds step {step}. Resume: {self.resume_command()}"
+            return (f"nktui: {what}; {holds_step(step, where=self.checkpoint)}. Train further: {self.resume_command()} "
+                    f"--steps {further}")
+        return f"nktui: {what}; {holds_step(step, where=self.checkpoint)}. Resume: {self.resume_command()}"
+
+
+def holds_step(step: int | None, *, where: str | Path = "last.pt", still: bool = False,
+               none: str = "no last.pt was written") -> str:
+    """What a run's checkpoint holds, in the one sentence every front end says it with: `runs/X/last.pt holds step
+    40` (`still holds` after a save that failed); `none` when no file was written."""
+    if step is None:
+        return none
+    return f"{where} {'still ' if still else ''}holds step {step}"
 
 
 def resume_command(path: str | Path, *, headless: bool) -> str:

@@ -1,9 +1,9 @@
 """Per-layer statistics of a training step, computed on the device and copied to the host in one transfer.
 
-Every step: each parameter's gradient norm (`grad_norms`, one foreach reduction in the parameters' own dtype),
-kept on the device with the step's loss until the flush, so that the watchpoints check every step. A float32 norm
-overflows to inf for gradients of ~1e19 and more; the fault finder (`nktui.training.fault`) re-takes such a step
-with the exact statistics below before it reports anything.
+Every step: each parameter's gradient norm (`nktui.training.health`, in the parameters' own dtype), kept on the
+device with the step's loss until the flush, so that the watchpoints check every step. A float32 norm overflows
+to inf for gradients of ~1e19 and more; the fault finder (`nktui.training.fault`) re-takes such a step with the
+exact statistics below before it reports anything.
 
 Observed steps (the ones somebody will look at: a UI refresh, a single step while paused, a log line, a direct
 `Trainer.step()` call) get the full statistics, accumulated in float64 so that finite tensors give finite numbers
@@ -135,11 +135,6 @@ class Instruments:
         if self._before is None:
             return None
         return -self._before[self.names.index(name)].to(self.params[self.names.index(name)].dtype)
-
-    def grad_norms(self) -> list[torch.Tensor]:
-        """Each parameter's gradient norm, as 0-d device tensors (no host sync): every step's health check."""
-        grads = [p.grad if p.grad is not None else p.new_zeros(()) for p in self.params]
-        return torch._foreach_norm(grads)
 
     def after_update(self) -> Observation:
         """Statistics of the gradients that were just applied and of the change the optimizer made."""

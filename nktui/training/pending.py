@@ -1,8 +1,9 @@
 """Steps taken whose numbers are still on the device, and how they become records: one host transfer for all.
 
-Each step leaves its loss, logits and targets, each layer's gradient norm (or, on an observed step, the full
-`Observation`) here as device tensors; `take()` stacks them and reads them with one `.tolist()`, the flush's only
-wait for the device. samples/s is measured over the steps taken since the previous `take()`.
+Each step leaves its loss, logits and targets here as device tensors, and each layer's gradient norm in a row of
+the health block (`nktui.training.health`), or, on an observed step, the full `Observation`; `take()` reads them
+all with one `.tolist()`, the flush's only wait for the device. samples/s is measured over the steps taken since
+the previous `take()`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..protocol.records import EMPTY, StepRecord, frozen_mapping
+from .health import HealthBlock
 from .instruments import Instruments, Observation
 
 
@@ -24,13 +26,13 @@ class PendingStep:
     loss: torch.Tensor  # 0-d, on the device
     logits: torch.Tensor  # (batch, classes), detached
     targets: torch.Tensor
-    observation: Observation | None
-    grad_norms: list[torch.Tensor] | None  # 0-d device tensors, one a parameter; None on observed steps
+    observation: Observation | None  # None: an unobserved step, whose gradient norms are a row of the health block
 
 
 class PendingSteps:
     def __init__(self, instruments: Instruments) -> None:
         self.instruments = instruments
+        self.health = HealthBlock(instruments.params)  # every unobserved step's row: `health.write()` with `add`
         self._steps: list[PendingStep] = []
         self._window_start = time.perf_counter()
 
@@ -46,6 +48,7 @@ class PendingSteps:
     def clear(self) -> None:
         """Forget them (replayed steps, whose records were published the first time)."""
         self._steps.clear()
+        self.health.clear()
 
     def take(self) -> tuple[list[StepRecord], list[list[float] | None]]:
         """The pending steps as records, with each unobserved step's gradient norms (None for observed ones,
@@ -53,16 +56,16 @@ class PendingSteps:
         if not self._steps:
             return [], []
         pending, self._steps = self._steps, []
-        n = len(pending)
-        health = [norm for p in pending if p.grad_norms is not None for norm in p.grad_norms]
-        scalars = torch.stack([p.loss for p in pending] + health)  # one stack: every loss, then every norm
+        n, checked = len(pending), len(self.health)
+        losses = torch.stack([p.loss for p in pending]).float()
         correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
-        values = torch.cat([scalars.float(), correct]).tolist()  # a host sync: the flush's one wait
+        values = torch.cat([losses, correct, self.health.rows().flatten()]).tolist()  # a host sync: the one wait
+        self.health.clear()
+        health = iter(self.health.norms(values[2 * n:], checked))
         elapsed = time.perf_counter() - self._window_start
         batches = [p.targets.shape[0] for p in pending]
         rate = sum(batches) / elapsed if elapsed > 0 else None
         names, shapes = self.instruments.names, self.instruments.shapes
-        width, offset, first_correct = len(names), n, n + len(health)
         records, norms = [], []
         for i, p in enumerate(pending):
             layers, acts = EMPTY, ()
@@ -71,10 +74,8 @@ class PendingSteps:
                 layers = frozen_mapping(layers)
                 norms.append(None)
             else:
-                norms.append(values[offset:offset + width])
-                offset += width
-            records.append(StepRecord(p.step, p.epoch, values[i], values[first_correct + i] / batches[i], p.lr, rate,
-                                      layers, acts))
+                norms.append(next(health))
+            records.append(StepRecord(p.step, p.epoch, values[i], values[n + i] / batches[i], p.lr, rate, layers, acts))
         return records, norms
 
 

@@ -235,9 +235,8 @@ class Trainer:
             tracer.before_update(self._named_params)
         if observe:
             self.instruments.before_update()  # weight norms and a copy, on the device
-            grad_norms = None
         else:
-            grad_norms = self.instruments.grad_norms()  # every step's health check, on the device: no host sync
+            self.pending.health.write()  # every step's health check: each gradient's norm, on the device, no sync
         self._updating = True  # (a fault from here on may leave the weights half-updated)
         self.optimizer.step()  # w <- w - lr * dL/dw (plain SGD; momentum and Adam transform dL/dw first)
         self._updating = False
@@ -249,8 +248,7 @@ class Trainer:
             self._observed_step = self.step_count
             self.trajectory.record(self.step_count)
         loss = loss.detach()
-        self.pending.add(self.step_count, self._epoch_of(self.step_count), lr, loss, logits.detach(), y, observation,
-                         grad_norms)
+        self.pending.add(self.step_count, self._epoch_of(self.step_count), lr, loss, logits.detach(), y, observation)
         return loss
 
     def last_update(self, name: str) -> torch.Tensor | None:

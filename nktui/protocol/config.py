@@ -3,10 +3,11 @@
 One frozen dataclass serves the CLI (each field is a `--flag`), the app's config pane, the run directory's
 `config.toml` and scripts. Each field carries its `Setting` (metadata: the flag's help, whether it applies live,
 whether --resume may change it, the watchpoint it switches off, its config pane row), the one place these are said:
-`SETTINGS`, `LIVE`, `LIVE_UPDATES`, `RESUMABLE` and `watch_off_flags()` are read from it. `validate()` checks everything that can be checked without touching data or devices
-and raises `ConfigError` with a message that names the field, the bad value and what would be accepted. Config
-files are read bounded (`read_config_file`: regular files of at most 1 MB, a UTF-8 byte order mark skipped), and
-`cap_threads` holds `threads` to the machine's cores.
+`SETTINGS`, `LIVE`, `LIVE_UPDATES`, `RESUMABLE` and `watch_off_flags()` are read from it (tests/test_settings.py
+checks that the flags, the pane, `Trainer.update_live` and --resume agree). `validate()` checks everything that can
+be checked without touching data or devices and raises `ConfigError` with a message that names the field, the bad
+value and what would be accepted. Config files are read bounded (`read_config_file`: regular files of at most 1 MB,
+a UTF-8 byte order mark skipped), and `cap_threads` holds `threads` to the machine's cores.
 """
 
 from __future__ import annotations
@@ -87,13 +88,13 @@ def parse_hidden(text: object) -> tuple[int, ...]:
 class Setting:
     """What the front ends know of one RunConfig field, said once, here: the flag and its help, whether it applies
     while the run goes on, whether it may differ from the checkpoint's on --resume, the watchpoint it switches, and
-    its row in the app's config pane. `settings()` has them all; `nktui.cli.args` makes the flags from them, the
-    config pane its rows, `Trainer.update_live` and `nktui.cli.resume` their sets (`LIVE`, `RESUMABLE`)."""
+    its row in the app's config pane. `SETTINGS` has them all; `nktui.cli.args` makes the flags from them, the
+    config pane its rows, `Trainer.update_live` and `nktui.cli.resume` their sets (`LIVE_UPDATES`, `RESUMABLE`)."""
 
     help: str  # the flag's help (`nktui --help`; "(default: ...)" is added from the field's default)
     metavar: str = ""  # the flag's value placeholder ("" for on/off flags; N or X by type when not given)
-    live: bool = False  # may change while the run goes on: Enter in the config pane, `Trainer.update_live` (the LR: SetLr)
-    resume: bool = False  # may differ from the checkpoint's on --resume (every other field shapes the model, the data or the optimizer)
+    live: bool = False  # may change while the run goes on: config pane Enter, `Trainer.update_live` (the LR: SetLr)
+    resume: bool = False  # may differ from the checkpoint's on --resume (the others shape the model, data, optimizer)
     watch: str = ""  # the watchpoint (WatchHit.watchpoint) that `off` switches off
     off: Any = None  # the value that switches `watch` off
     pane: str = ""  # its label in the app's config pane ("": not there)
@@ -271,7 +272,7 @@ class RunConfig:
             _check_int("epochs", self.epochs, 1)
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give --steps or --epochs, not both")
-        for name in ("watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_dead_relu", "watch_vanishing"):
+        for name in (name for name, s in SETTINGS.items() if s.watch):  # the thresholds, 0 (off) or more
             _check_range(name, getattr(self, name), 0.0, math.inf)
         _check_int("watch_ratio_steps", self.watch_ratio_steps, 0)
         _check_int("threads", self.threads, 0)
@@ -368,13 +369,14 @@ def _settings() -> dict[str, Setting]:
 
 SETTINGS: dict[str, Setting] = _settings()  # field name -> its Setting, in field order
 LIVE = frozenset(name for name, s in SETTINGS.items() if s.live)  # what may change while the run goes on
-LIVE_UPDATES = LIVE - {"lr"}  # what `Trainer.update_live` takes: the LR goes its own way (SetLr, the optimizer's groups)
+LIVE_UPDATES = LIVE - {"lr"}  # what `Trainer.update_live` takes: the LR goes its own way (SetLr: the optimizer's)
 RESUMABLE = frozenset(name for name, s in SETTINGS.items() if s.resume)  # what a flag may change on --resume
 SWITCHES = tuple(name for name, s in SETTINGS.items() if s.type == "bool")  # the on/off settings, in field order
 
 
 def watch_off_flags() -> dict[str, str]:
-    """Each watchpoint (WatchHit.watchpoint) -> the flags that switch it off: `--watch-ratio-low 0 --watch-ratio-high 0`."""
+    """Each watchpoint (WatchHit.watchpoint) -> the flags that switch it off, such as
+    `--watch-ratio-high 0 --watch-ratio-low 0`."""
     flags: dict[str, list[str]] = {}
     for s in SETTINGS.values():
         if s.watch:

@@ -19,49 +19,10 @@ from typing import Any
 
 from .. import __version__
 from ..messages import EXIT_BAD_INPUT, one_line, print_error
+from ..protocol.config import SETTINGS  # (no torch: --help stays instant)
 
-# Help for each RunConfig field's flag: (metavar, text). A field missing here still gets its flag (the flags are
-# made from RunConfig's fields), with a plain help text; the defaults shown are RunConfig's own.
-FLAG_HELP: dict[str, tuple[str, str]] = {
-    "dataset": ("NAME", "digits (bundled, offline), mnist, fashion-mnist, cifar10 or imagefolder:PATH"),
-    "data_dir": ("DIR", "where torchvision data sets are read from and downloaded to"),
-    "image_size": ("N", "imagefolder images are resized to N x N"),
-    "val_fraction": ("F", "fraction of the samples held out for validation, in (0, 1)"),
-    "model": ("NAME", "linear, mlp, cnn, or your own as package.module:factory or path/to/file.py:factory"),
-    "hidden": ("SIZES", "mlp hidden layer sizes, comma-separated"),
-    "activation": ("NAME", "mlp and cnn activation: relu, sigmoid or tanh"),
-    "optimizer": ("NAME", "sgd, adam or adamw"),
-    "lr": ("LR", "learning rate, a positive number such as 0.1 or 1e-3"),
-    "momentum": ("M", "SGD momentum in [0, 1)"),
-    "nesterov": ("", "Nesterov momentum (needs --optimizer sgd and --momentum above 0)"),
-    "weight_decay": ("WD", "L2 weight decay (decoupled for adamw)"),
-    "batch_size": ("N", "samples per step"),
-    "steps": ("N", "the global step to stop at (default: {steps} unless --epochs is given)"),
-    "epochs": ("N", "train for N epochs instead of --steps"),
-    "eval_every": ("N", "validate every N steps; 0: only at the end (default: once per epoch)"),
-    "seed": ("N", "seed of the split, the batch order and the initial weights"),
-    "device": ("DEV", "auto, cpu, cuda, cuda:N or mps"),
-    "run_dir": ("DIR", "where config.toml, metrics.jsonl and last.pt go (default: runs/<date-time>/)"),
-    "log_every": ("N", "measure every layer and log a metrics row every N steps"),
-    "checkpoint_every": ("N", "also write last.pt every N steps; 0: every 10 minutes of training (always: at the end, "
-                         "on s in the app, on every exit)"),
-    "csv": ("", "also write metrics.csv (the metrics.jsonl rows as a table) into the run directory"),
-    "tensorboard": ("", "also write TensorBoard event files into the run directory (pip install 'nktui[tensorboard]')"),
-    "download": ("", "download a missing torchvision data set into --data-dir"),
-    "activations": ("", "also measure each layer's activations: mean, std, dead ReLUs"),
-    "rewind_depth": ("N", "how many earlier training states are kept to rewind to; 0: none"),
-    "rewind_every": ("N", "keep a state to rewind to every N steps; 0: only before single steps"),
-    "threads": ("N", "CPU threads for tensor ops; 0: PyTorch's default for nktui train, one fewer than the cores "
-                "for the app (the UI needs a core: on a busy CPU, too many threads make small models crawl)"),
-    "watch": ("", "watchpoints: pause the app (or end nktui train with exit code 3) when one fires"),
-    "watch_loss_jump": ("X", "watchpoint: the loss above X times its recent median; 0: off"),
-    "watch_grad_jump": ("X", "watchpoint: a layer's gradient norm above X times its recent median; 0: off"),
-    "watch_ratio_low": ("R", "watchpoint: update:weight ratio below R on --watch-ratio-steps measured steps; 0: off"),
-    "watch_ratio_high": ("R", "watchpoint: update:weight ratio above R on --watch-ratio-steps measured steps; 0: off"),
-    "watch_ratio_steps": ("K", "measured steps in a row the ratio must stay outside the band"),
-    "watch_dead_relu": ("F", "watchpoint: a ReLU layer with more than this fraction of dead units (needs --activations)"),
-    "watch_vanishing": ("X", "watchpoint: the first layer's gradient norm below X times the last layer's; 0: off"),
-}
+# (metavar, help) of each RunConfig field's flag, as its Setting says (nktui.protocol.config): read, not written here
+FLAG_HELP: dict[str, tuple[str, str]] = {name: (s.metavar, s.help) for name, s in SETTINGS.items()}
 
 COMMANDS = ("train", "serve", "eval")
 
@@ -107,9 +68,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     fields, defaults, default_steps = config_fields()
     for field in fields:
-        flag = "--" + field.name.replace("_", "-")
-        metavar, text = FLAG_HELP.get(field.name, ("", f"RunConfig.{field.name}"))
-        text = text.format(steps=default_steps)
+        setting = SETTINGS[field.name]
+        flag, metavar, text = setting.flag, setting.metavar, setting.help.format(steps=default_steps)
         default = getattr(defaults, field.name)
         kind = str(field.type).replace(" ", "")
         if default is not None and "(default:" not in text:

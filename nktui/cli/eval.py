@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..messages import EXIT_BAD_INPUT, EXIT_OK, print_error
+from ..protocol.config import SETTINGS
 from .args import ArgumentParser
 
 
@@ -28,7 +29,8 @@ def make_parser() -> argparse.ArgumentParser:
         "loss, accuracy, confusion matrix, per-class precision/recall/accuracy, the most confidently wrong examples.",
     )
     parser.add_argument("path", metavar="PATH", help="the checkpoint file")
-    parser.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    device = SETTINGS["device"]
+    parser.add_argument("--device", default="auto", metavar=device.metavar, help=f"{device.help} (default: auto)")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="where the data set is (default: the run's)")
     parser.add_argument("--split", default="val", choices=("val", "train"), help="which split (default: val)")
     parser.add_argument("--wrong", type=int, default=8, metavar="N", help="confidently wrong examples to show (8)")

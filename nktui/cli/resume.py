@@ -1,11 +1,12 @@
 """`--resume PATH`: continue a run from its checkpoint, for the app and for `nktui train`.
 
 The config comes from the checkpoint. Flags given on the command line override it, but only those that leave the
-model, the data and the optimizer as they were (CHANGEABLE: how long, the learning rate, the device, where the
-files go, how often to measure, log, evaluate and checkpoint, the watchpoints). Any other flag that differs from
-the checkpoint's value is refused with a message naming it: a run with another model or data set is a new run
-(`--config <run-dir>/config.toml` with the change). `--steps N` is the global step to stop at, so
-`--resume runs/X/last.pt --steps 2000` trains from wherever last.pt stopped up to step 2000.
+model, the data and the optimizer as they were (CHANGEABLE, the fields whose `Setting` says `resume`: how long,
+the learning rate, the device, where the files go, how often to measure, log, evaluate and checkpoint, the
+watchpoints). Any other flag that differs from the checkpoint's value is refused with a message naming it: a run
+with another model or data set is a new run (`--config <run-dir>/config.toml` with the change). `--steps N` is the
+global step to stop at, so `--resume runs/X/last.pt --steps 2000` trains from wherever last.pt stopped up to step
+2000.
 
 Where a resumed run writes: into the checkpoint's own run directory when the checkpoint sits in one (a folder with
 config.toml or metrics.jsonl next to it): config.toml is rewritten with the resumed config, metrics.jsonl gets a
@@ -26,15 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..protocol.config import RunConfig
+from ..protocol.config import RESUMABLE, RunConfig
 from ..protocol.errors import ConfigError
 
-CHANGEABLE = frozenset({
-    "steps", "epochs", "lr", "device", "run_dir", "log_every", "eval_every", "checkpoint_every", "data_dir",
-    "download", "activations", "rewind_depth", "rewind_every", "csv", "tensorboard", "threads", "watch",
-    "watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
-    "watch_vanishing",
-})  # fmt: skip: every other RunConfig field shapes the model, the data or the optimizer
+CHANGEABLE = RESUMABLE  # the fields whose Setting says resume: every other shapes the model, the data or the optimizer
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from ..messages import (
 from ..signals import StopSignals
 from ..streams import StreamOutput
 from ..protocol import EvalResult, NktuiError, RunConfig, RunState
+from ..protocol.config import watch_off_flags
 from ..training import Trainer
 from ..training.devices import describe_device
 from ..training.exporters import check_exports, enable_histograms, open_writers
@@ -58,13 +59,7 @@ from .run_report import Final, Outcome, Reporter, last_line, summary
 
 POLL_SECONDS = 0.2  # how often the records are read
 DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
-WATCH_FLAGS = {  # the flag that switches each watchpoint off
-    "loss_jump": "--watch-loss-jump 0",
-    "grad_jump": "--watch-grad-jump 0",
-    "ratio_band": "--watch-ratio-low 0 --watch-ratio-high 0",
-    "dead_relu": "--watch-dead-relu 0",
-    "vanishing": "--watch-vanishing 0",
-}
+WATCH_FLAGS = watch_off_flags()  # the flags that switch each watchpoint off, from the settings' metadata
 
 
 def finalize(trainer: Trainer, keeper: RunKeeper) -> Final:

@@ -4,7 +4,8 @@ can read all of it without loading the engine.
 
 | module | owns |
 | --- | --- |
-| `config.py` | `RunConfig`: every setting, validation with messages for the user, TOML in and out |
+| `config.py` | `RunConfig`: every setting and what the front ends make of it (`Setting`), validation with messages
+|   | for the user, TOML in and out |
 | `errors.py` | `NktuiError` and its subclasses: errors whose message is written for the user |
 | `state.py` | `RunState`: starting, running, paused, finished, failed, stopped |
 | `records.py` | what the trainer publishes: `StepRecord`, `EvalResult`, `Rewound`, `Resumed`, `WatchHit` |

@@ -1,10 +1,13 @@
 """RunConfig: every setting of a training run, with validation and TOML in and out.
 
 One frozen dataclass serves the CLI (each field is a `--flag`), the app's config pane, the run directory's
-`config.toml` and scripts. `validate()` checks everything that can be checked without touching data or devices
-and raises `ConfigError` with a message that names the field, the bad value and what would be accepted. Config
-files are read bounded (`read_config_file`: regular files of at most 1 MB, a UTF-8 byte order mark skipped), and
-`cap_threads` holds `threads` to the machine's cores.
+`config.toml` and scripts. Each field carries its `Setting` (metadata: the flag's help, whether it applies live,
+whether --resume may change it, the watchpoint it switches off, its config pane row), the one place these are said:
+`SETTINGS`, `LIVE`, `LIVE_UPDATES`, `RESUMABLE` and `watch_off_flags()` are read from it (tests/test_settings.py
+checks that the flags, the pane, `Trainer.update_live` and --resume agree). `validate()` checks everything that can
+be checked without touching data or devices and raises `ConfigError` with a message that names the field, the bad
+value and what would be accepted. Config files are read bounded (`read_config_file`: regular files of at most 1 MB,
+a UTF-8 byte order mark skipped), and `cap_threads` holds `threads` to the machine's cores.
 """
 
 from __future__ import annotations
@@ -82,45 +85,139 @@ def parse_hidden(text: object) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a run. Field names are the CLI's long flags with dashes as underscores."""
+class Setting:
+    """What the front ends know of one RunConfig field, said once, here: the flag and its help, whether it applies
+    while the run goes on, whether it may differ from the checkpoint's on --resume, the watchpoint it switches, and
+    its row in the app's config pane. `SETTINGS` has them all; `nktui.cli.args` makes the flags from them, the
+    config pane its rows, `Trainer.update_live` and `nktui.cli.resume` their sets (`LIVE_UPDATES`, `RESUMABLE`)."""
 
-    dataset: str = "digits"
-    data_dir: str = "data"
-    image_size: int = 32
-    val_fraction: float = 0.2
-    model: str = "linear"
-    hidden: tuple[int, ...] = (128, 64)
-    activation: str = "relu"
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    steps: int | None = None
-    epochs: int | None = None
-    eval_every: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    run_dir: str | None = None
-    log_every: int = 50
-    checkpoint_every: int = 0  # also write last.pt every N steps (0: every 10 minutes of training)
-    csv: bool = False  # also write metrics.csv into the run directory
-    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
-    download: bool = True
-    activations: bool = False
-    rewind_depth: int = 20
-    rewind_every: int = 64
-    threads: int = 0  # CPU threads for tensor ops; 0: PyTorch's default (the app: one fewer than the cores)
-    watch: bool = True
-    watch_loss_jump: float = 10.0
-    watch_grad_jump: float = 100.0
-    watch_ratio_low: float = 1e-8
-    watch_ratio_high: float = 1.0
-    watch_ratio_steps: int = 3
-    watch_dead_relu: float = 0.95
-    watch_vanishing: float = 1e-4
+    help: str  # the flag's help (`nktui --help`; "(default: ...)" is added from the field's default)
+    metavar: str = ""  # the flag's value placeholder ("" for on/off flags; N or X by type when not given)
+    live: bool = False  # may change while the run goes on: config pane Enter, `Trainer.update_live` (the LR: SetLr)
+    resume: bool = False  # may differ from the checkpoint's on --resume (the others shape the model, data, optimizer)
+    watch: str = ""  # the watchpoint (WatchHit.watchpoint) that `off` switches off
+    off: Any = None  # the value that switches `watch` off
+    pane: str = ""  # its label in the app's config pane ("": not there)
+    tip: str = ""  # its tooltip there
+    choices: tuple[str, ...] = ()  # the pane offers these (a Select); on/off fields get ("on", "off")
+    models: tuple[str, ...] = ()  # the models it means anything for (empty: all); the pane hides it for others
+    optimizers: tuple[str, ...] = ()  # the same for optimizers
+    name: str = ""  # the field's name (filled in by `settings()`)
+    type: str = ""  # the field's annotation as written: "int", "int | None", "bool", ...
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def flag_for(self, value: Any) -> str:
+        """The command line that sets this field to `value`: `--watch-grad-jump 0`, `--no-watch`."""
+        if isinstance(value, bool):
+            return self.flag if value else "--no-" + self.flag[2:]
+        return f"{self.flag} {value}"
+
+
+def setting(default: Any, help: str, **meta: Any) -> Any:
+    """A RunConfig field with its `Setting` (see there) as metadata."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(help, **meta)})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. Field names are the CLI's long flags with dashes as underscores; each field's
+    `Setting` (its metadata) says what the flag, the config pane, a live change and --resume make of it."""
+
+    dataset: str = setting(
+        "digits", "digits (bundled, offline), mnist, fashion-mnist, cifar10 or imagefolder:PATH", metavar="NAME",
+        pane="data", tip="digits, mnist, fashion-mnist, cifar10 or imagefolder:PATH")
+    data_dir: str = setting(
+        "data", "where torchvision data sets are read from and downloaded to", metavar="DIR", resume=True)
+    image_size: int = setting(32, "imagefolder images are resized to N x N", metavar="N")
+    val_fraction: float = setting(0.2, "fraction of the samples held out for validation, in (0, 1)", metavar="F")
+    model: str = setting(
+        "linear", "linear, mlp, cnn, or your own as package.module:factory or path/to/file.py:factory",
+        metavar="NAME", pane="model", tip="linear, mlp, cnn or package.module:factory")
+    hidden: tuple[int, ...] = setting(
+        (128, 64), "mlp hidden layer sizes, comma-separated", metavar="SIZES", models=("mlp",),
+        pane="hidden", tip="the MLP's hidden layer sizes, comma-separated: 128,64")
+    activation: str = setting(
+        "relu", "mlp and cnn activation: relu, sigmoid or tanh", metavar="NAME", models=("mlp", "cnn"),
+        pane="activ.", tip="the activation between layers (mlp and cnn)", choices=ACTIVATIONS)
+    optimizer: str = setting("sgd", "sgd, adam or adamw", metavar="NAME", pane="optim", choices=OPTIMIZERS)
+    lr: float = setting(
+        0.1, "learning rate, a positive number such as 0.1 or 1e-3", metavar="LR", live=True, resume=True,
+        pane="lr", tip="learning rate: Enter applies it now, no restart")
+    momentum: float = setting(
+        0.0, "SGD momentum in [0, 1)", metavar="M", optimizers=("sgd",),
+        pane="moment.", tip="SGD momentum, 0 for plain SGD")
+    nesterov: bool = setting(False, "Nesterov momentum (needs --optimizer sgd and --momentum above 0)")
+    weight_decay: float = setting(0.0, "L2 weight decay (decoupled for adamw)", metavar="WD", pane="w.decay")
+    batch_size: int = setting(64, "samples per step", metavar="N", pane="batch")
+    steps: int | None = setting(
+        None, "the global step to stop at (default: {steps} unless --epochs is given)", metavar="N", live=True,
+        resume=True, pane="steps",
+        tip="the step to stop at: Enter applies it now (a finished run goes on with space); empty: the default")
+    epochs: int | None = setting(None, "train for N epochs instead of --steps", metavar="N", resume=True)
+    eval_every: int | None = setting(
+        None, "validate every N steps; 0: only at the end (default: once per epoch)", metavar="N", resume=True)
+    seed: int = setting(0, "seed of the split, the batch order and the initial weights", metavar="N", pane="seed")
+    device: str = setting(
+        "auto", "auto, cpu, cuda, cuda:N or mps", metavar="DEV", resume=True,
+        pane="device", tip="auto, cpu, cuda, cuda:N or mps")
+    run_dir: str | None = setting(
+        None, "where config.toml, metrics.jsonl and last.pt go (default: runs/<date-time>/)", metavar="DIR",
+        resume=True)
+    log_every: int = setting(
+        50, "measure every layer and log a metrics row every N steps", metavar="N", live=True, resume=True)
+    checkpoint_every: int = setting(
+        0, "also write last.pt every N steps; 0: every 10 minutes of training (always: at the end, on s in the app, "
+        "on every exit)", metavar="N", resume=True)
+    csv: bool = setting(
+        False, "also write metrics.csv (the metrics.jsonl rows as a table) into the run directory", resume=True)
+    tensorboard: bool = setting(
+        False, "also write TensorBoard event files into the run directory (pip install 'nktui[tensorboard]')",
+        resume=True)
+    download: bool = setting(True, "download a missing torchvision data set into --data-dir", resume=True)
+    activations: bool = setting(
+        False, "also measure each layer's activations: mean, std, dead ReLUs", resume=True)
+    rewind_depth: int = setting(
+        20, "how many earlier training states are kept to rewind to; 0: none", metavar="N", resume=True)
+    rewind_every: int = setting(
+        64, "keep a state to rewind to every N steps; 0: only before single steps", metavar="N", resume=True)
+    threads: int = setting(
+        0, "CPU threads for tensor ops; 0: PyTorch's default for nktui train, one fewer than the cores for the app "
+        "(the UI needs a core: on a busy CPU, too many threads make small models crawl)", metavar="N", resume=True)
+    # Watchpoints: pause the app (end nktui train with exit code 3) when one fires. They all apply live.
+    watch: bool = setting(
+        True, "watchpoints: pause the app (or end nktui train with exit code 3) when one fires", live=True,
+        resume=True, pane="watch", tip="all watchpoints on or off")
+    watch_loss_jump: float = setting(
+        10.0, "watchpoint: the loss above X times its recent median; 0: off", metavar="X", live=True, resume=True,
+        watch="loss_jump", off=0, pane="loss ×",
+        tip="watchpoint: stop when the loss jumps above X times its recent median (0: off)")
+    watch_grad_jump: float = setting(
+        100.0, "watchpoint: a layer's gradient norm above X times its recent median; 0: off", metavar="X",
+        live=True, resume=True, watch="grad_jump", off=0, pane="grad ×",
+        tip="watchpoint: stop when a layer's gradient norm jumps above X times its recent median (0: off)")
+    # (high above low: the pane shows the band from the top)
+    watch_ratio_high: float = setting(
+        1.0, "watchpoint: update:weight ratio above R on --watch-ratio-steps measured steps; 0: off", metavar="R",
+        live=True, resume=True, watch="ratio_band", off=0, pane="upd/w >",
+        tip="watchpoint: stop when a layer's update:weight ratio stays above this for 'steps' measured steps")
+    watch_ratio_low: float = setting(
+        1e-8, "watchpoint: update:weight ratio below R on --watch-ratio-steps measured steps; 0: off", metavar="R",
+        live=True, resume=True, watch="ratio_band", off=0, pane="upd/w <",
+        tip="watchpoint: stop when a layer's update:weight ratio stays below this for 'steps' measured steps")
+    watch_ratio_steps: int = setting(
+        3, "measured steps in a row the ratio must stay outside the band", metavar="K", live=True, resume=True,
+        pane="  steps", tip="how many measured steps in a row the update:weight ratio must stay outside its band")
+    watch_vanishing: float = setting(
+        1e-4, "watchpoint: the first layer's gradient norm below X times the last layer's; 0: off", metavar="X",
+        live=True, resume=True, watch="vanishing", off=0, pane="vanish",
+        tip="watchpoint: stop when the first layer's gradient norm is below X times the last layer's (0: off)")
+    watch_dead_relu: float = setting(
+        0.95, "watchpoint: a ReLU layer with more than this fraction of dead units (needs --activations)",
+        metavar="F", live=True, resume=True, watch="dead_relu", off=0, pane="dead",
+        tip="watchpoint: stop when more than this fraction of a ReLU layer's units are dead (needs --activations)")
 
     def __post_init__(self) -> None:
         # Accept what TOML and argparse hand over (lists, strings) and normalise it once, here.
@@ -136,7 +233,7 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Raise ConfigError for the first invalid field; return self so calls can be chained."""
         # (the text "false" would otherwise count as true)
-        for name in ("nesterov", "download", "activations", "watch", "csv", "tensorboard"):
+        for name in SWITCHES:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
         for name in ("dataset", "model", "device"):  # (a hand-written TOML file can hold `device = 0`)
@@ -175,7 +272,7 @@ class RunConfig:
             _check_int("epochs", self.epochs, 1)
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give --steps or --epochs, not both")
-        for name in ("watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_dead_relu", "watch_vanishing"):
+        for name in (name for name, s in SETTINGS.items() if s.watch):  # the thresholds, 0 (off) or more
             _check_range(name, getattr(self, name), 0.0, math.inf)
         _check_int("watch_ratio_steps", self.watch_ratio_steps, 0)
         _check_int("threads", self.threads, 0)
@@ -257,6 +354,34 @@ class RunConfig:
         a UTF-8 byte order mark (as some Windows editors write) is skipped."""
         values = read_config_file(path)
         return cls.from_dict(values, source=str(path))
+
+
+
+def _settings() -> dict[str, Setting]:
+    out = {}
+    for f in dataclasses.fields(RunConfig):
+        meta = f.metadata.get("setting")
+        if meta is None:  # (tests/test_config.py says which field lacks one)
+            continue
+        out[f.name] = dataclasses.replace(meta, name=f.name, type=str(f.type))
+    return out
+
+
+SETTINGS: dict[str, Setting] = _settings()  # field name -> its Setting, in field order
+LIVE = frozenset(name for name, s in SETTINGS.items() if s.live)  # what may change while the run goes on
+LIVE_UPDATES = LIVE - {"lr"}  # what `Trainer.update_live` takes: the LR goes its own way (SetLr: the optimizer's)
+RESUMABLE = frozenset(name for name, s in SETTINGS.items() if s.resume)  # what a flag may change on --resume
+SWITCHES = tuple(name for name, s in SETTINGS.items() if s.type == "bool")  # the on/off settings, in field order
+
+
+def watch_off_flags() -> dict[str, str]:
+    """Each watchpoint (WatchHit.watchpoint) -> the flags that switch it off, such as
+    `--watch-ratio-high 0 --watch-ratio-low 0`."""
+    flags: dict[str, list[str]] = {}
+    for s in SETTINGS.values():
+        if s.watch:
+            flags.setdefault(s.watch, []).append(s.flag_for(s.off))
+    return {watchpoint: " ".join(parts) for watchpoint, parts in flags.items()}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..protocol.config import RunConfig, usable_cores
+from ..protocol.config import LIVE_UPDATES, RunConfig, usable_cores
 from ..protocol.errors import ConfigError
 from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 from ..protocol.state import RunState
@@ -166,10 +166,7 @@ class Trainer:
         self.records.publish(event)
         return event
 
-    LIVE_SETTINGS = frozenset(
-        {"watch", "watch_loss_jump", "watch_grad_jump", "watch_ratio_low", "watch_ratio_high", "watch_ratio_steps", "watch_dead_relu",
-         "watch_vanishing", "log_every", "steps"}
-    )
+    LIVE_SETTINGS = LIVE_UPDATES  # the fields whose Setting says live (the LR aside: set_lr)
 
     def update_live(self, **changes) -> None:
         """Change settings that take effect between steps without rebuilding anything: the watchpoints, the log

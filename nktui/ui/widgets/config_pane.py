@@ -1,8 +1,9 @@
 """ConfigPane: the run's settings as a compact form, keyboard first.
 
-The learning rate and the watchpoint thresholds apply live (Enter in their field). Every other field changes the
-model or its data, so edits are collected and applied by restarting the run (`r`, after a confirmation); changed
-fields are marked until then.
+The learning rate, the step limit and the watchpoint thresholds apply live (Enter in their field). Every other field
+changes the model or its data, so edits are collected and applied by restarting the run (`r`, after a confirmation);
+changed fields are marked until then. Which settings have a row, its label, tooltip and choices, and which apply
+live: each RunConfig field's `Setting` (nktui.protocol.config).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from textual.widgets import Input, Label, Select
 from nktui.render import charset
 from nktui.render.format import lr_text
 from nktui.protocol import ConfigError, RunConfig
-from nktui.protocol.config import ACTIVATIONS, DEFAULT_STEPS, OPTIMIZERS, parse_hidden
+from nktui.protocol.config import DEFAULT_STEPS, SETTINGS, Setting, parse_hidden
 from nktui.ui.widgets.typed_input import TypedInput
 
 
@@ -31,49 +32,31 @@ class Field:
     live: bool = False  # applies to the running trainer on Enter, no restart
 
 
-FIELDS = (
-    Field("dataset", "data", "text", tooltip="digits, mnist, fashion-mnist, cifar10 or imagefolder:PATH"),
-    Field("model", "model", "text", tooltip="linear, mlp, cnn or package.module:factory"),
-    Field("hidden", "hidden", "hidden", tooltip="the MLP's hidden layer sizes, comma-separated: 128,64"),
-    Field("activation", "activ.", "choice", ACTIVATIONS, tooltip="the activation between layers (mlp and cnn)"),
-    Field("optimizer", "optim", "choice", OPTIMIZERS),
-    Field("lr", "lr", "float", tooltip="learning rate: Enter applies it now, no restart", live=True),
-    Field("momentum", "moment.", "float", tooltip="SGD momentum, 0 for plain SGD"),
-    Field("weight_decay", "w.decay", "float"),
-    Field("batch_size", "batch", "int"),
-    Field("steps", "steps", "optional-int", live=True,
-          tooltip="the step to stop at: Enter applies it now (a finished run goes on with space); empty: the default"),
-    Field("seed", "seed", "int"),
-    Field("device", "device", "text", tooltip="auto, cpu, cuda, cuda:N or mps"),
-    # Watchpoints (pause the run when one fires; 0 switches one off). Enter applies them now, no restart.
-    Field("watch", "watch", "choice", ("on", "off"), tooltip="all watchpoints on or off", live=True),
-    Field("watch_loss_jump", "loss ×", "float", live=True,
-          tooltip="watchpoint: stop when the loss jumps above X times its recent median (0: off)"),
-    Field("watch_grad_jump", "grad ×", "float", live=True,
-          tooltip="watchpoint: stop when a layer's gradient norm jumps above X times its recent median (0: off)"),
-    Field("watch_ratio_high", "upd/w >", "float", live=True,
-          tooltip="watchpoint: stop when a layer's update:weight ratio stays above this for 'steps' measured steps"),
-    Field("watch_ratio_low", "upd/w <", "float", live=True,
-          tooltip="watchpoint: stop when a layer's update:weight ratio stays below this for 'steps' measured steps"),
-    Field("watch_ratio_steps", "  steps", "int", live=True,
-          tooltip="how many measured steps in a row the update:weight ratio must stay outside its band"),
-    Field("watch_vanishing", "vanish", "float", live=True,
-          tooltip="watchpoint: stop when the first layer's gradient norm is below X times the last layer's (0: off)"),
-    Field("watch_dead_relu", "dead", "float", live=True,
-          tooltip="watchpoint: stop when more than this fraction of a ReLU layer's units are dead (needs --activations)"),
-)
+_KINDS = {"int": "int", "int | None": "optional-int", "float": "float", "tuple[int, ...]": "hidden", "str": "text"}
+
+
+def _row(setting: Setting) -> Field:
+    """A setting's row in the pane: its Setting says the label, the tooltip, the choices and whether it is live."""
+    if setting.type == "bool":
+        kind, choices = "choice", ("on", "off")
+    elif setting.choices:
+        kind, choices = "choice", setting.choices
+    else:
+        kind, choices = _KINDS[setting.type], ()
+    return Field(setting.name, setting.pane, kind, choices, setting.tip, setting.live)
+
+
+# The settings with a pane label, in RunConfig's field order (the watchpoints come last, under their own heading).
+FIELDS = tuple(_row(setting) for setting in SETTINGS.values() if setting.pane)
 LIVE_FIELDS = tuple(f.name for f in FIELDS if f.live)
 
 
 def applies(name: str, model: str, optimizer: str) -> bool:
     """Whether a field means anything for this model and optimizer (the pane hides the others)."""
-    if name == "hidden":
-        return model == "mlp"
-    if name == "activation":
-        return model in ("mlp", "cnn")
-    if name == "momentum":
-        return optimizer == "sgd"
-    return True
+    setting = SETTINGS[name]
+    return (not setting.models or model in setting.models) and (
+        not setting.optimizers or optimizer in setting.optimizers
+    )
 
 
 def field_text(config: RunConfig, field: Field) -> str:

@@ -60,13 +60,13 @@ def make_app():
 
 
 def steps(app: NktuiApp) -> list[StepRecord]:
-    return [r for r in app.session.controller.trainer.records.since(0)[1] if isinstance(r, StepRecord)]
+    return [r for r in app.session.run.controller.trainer.records.since(0)[1] if isinstance(r, StepRecord)]
 
 
 async def single_step(pilot) -> StepRecord:
     """Press n while paused; wait until the app shows the new step; return its record."""
     app = pilot.app
-    target = app.session.controller.trainer.step_count + 1
+    target = app.session.run.controller.trainer.step_count + 1
     await pilot.press("n")
     await until(pilot, lambda: app.gradient_pane.shown_step == target, f"the gradient pane to show step {target}")
     return steps(app)[-1]
@@ -77,7 +77,7 @@ async def test_space_pauses_and_resumes_and_n_only_steps_while_paused(make_app):
     app = make_app(paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, RunState.RUNNING)
-        trainer = app.session.controller.trainer
+        trainer = app.session.run.controller.trainer
         await until(pilot, lambda: trainer.step_count > 0, "the first steps")
 
         assert app.check_action("step", ()) is None  # n is greyed out in the footer while running...
@@ -109,7 +109,7 @@ async def test_n_takes_exactly_one_step_while_paused(make_app):
     app = make_app(paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        trainer = app.session.controller.trainer
+        trainer = app.session.run.controller.trainer
         assert trainer.step_count == 0
         assert app.check_action("step", ()) is True
 
@@ -158,7 +158,7 @@ async def test_lr_dialog_applies_valid_input(make_app):
             assert app.session.lr == value
             record = await single_step(pilot)
             assert record.lr == value, f"the step after typing {text} used lr {record.lr}"
-            assert app.session.controller.trainer.optimizer.param_groups[0]["lr"] == value
+            assert app.session.run.controller.trainer.optimizer.param_groups[0]["lr"] == value
             await until(pilot, lambda: f"lr {value:g}" in app.status_bar.text, "the status bar's lr")
 
 
@@ -204,7 +204,7 @@ async def test_lr_dialog_explains_invalid_input_and_escape_cancels(make_app):
         assert app.session.lr == 0.1
         record = await single_step(pilot)
         assert record.lr == 0.1
-        assert app.session.controller.trainer.optimizer.param_groups[0]["lr"] == 0.1
+        assert app.session.run.controller.trainer.optimizer.param_groups[0]["lr"] == 0.1
 
 
 # -- ] and [: double and halve -----------------------------------------------------------------------------------------
@@ -236,12 +236,12 @@ async def test_e_evaluates_now(make_app):
         await until(pilot, lambda: app.session.latest_eval is not None, "an evaluation")
         result = app.session.latest_eval
         assert isinstance(result, EvalResult)
-        assert result.step == app.session.controller.trainer.step_count == 2
+        assert result.step == app.session.run.controller.trainer.step_count == 2
         assert result.split == "val" and 0.0 <= result.accuracy <= 1.0
         await until(pilot, lambda: " val " in app.status_bar.text, "the status bar to show the validation accuracy")
         while len(app.screen_stack) > 1:  # whatever e opened to show the result, Esc closes it
             await pilot.press("escape")
-        assert app.session.controller.trainer.step_count == 2  # evaluating took no step
+        assert app.session.run.controller.trainer.step_count == 2  # evaluating took no step
 
 
 # -- y: the plot's log scale -------------------------------------------------------------------------------------------
@@ -286,18 +286,18 @@ async def test_r_restarts_after_confirmation(make_app):
         await single_step(pilot)
         await single_step(pilot)
         old = app.session
-        old_trainer = old.controller.trainer
+        old_trainer = old.run.controller.trainer
 
         await confirm_restart(pilot, "n")  # no: the run goes on
         assert app.session is old
-        assert old.controller.trainer.step_count == 2
+        assert old.run.controller.trainer.step_count == 2
 
         await confirm_restart(pilot, "y")
         assert app.session is not old
-        assert not old.controller.thread.is_alive()
+        assert not old.run.controller.thread.is_alive()
         await started(pilot)
-        assert app.session.controller.trainer is not old_trainer
-        assert app.session.controller.trainer.step_count == 0
+        assert app.session.run.controller.trainer is not old_trainer
+        assert app.session.run.controller.trainer.step_count == 0
         assert app.gradient_pane.shown_step is None
         await until(pilot, lambda: "step 0/" in app.status_bar.text, "the status bar to show step 0")
         record = await single_step(pilot)
@@ -323,7 +323,7 @@ async def test_r_restarts_with_the_changed_config(make_app):
         await started(pilot)
         record = await single_step(pilot)
         assert {"fc1.weight", "out.weight"} <= set(record.layers)
-        batch = app.session.controller.call(lambda trainer: len(trainer.data.train_batch(0)[1]))
+        batch = app.session.run.controller.call(lambda trainer: len(trainer.data.train_batch(0)[1]))
         assert await asyncio.to_thread(batch.result, DEADLINE) == 32
         assert not app.query_one("#row-batch_size").has_class("changed")
 
@@ -378,7 +378,7 @@ async def test_enter_opens_the_layer_detail(make_app):
 
         await pilot.press("n")  # n steps from the detail too, and the snapshot follows
         await until(pilot, lambda: "snapshot after step 2" in plain(maps), "the snapshot of step 2")
-        assert app.session.controller.trainer.step_count == 2
+        assert app.session.run.controller.trainer.step_count == 2
 
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, LayerDetailScreen), "the detail to close")
@@ -389,7 +389,7 @@ async def test_q_quits_and_stops_the_trainer(make_app):
     app = make_app(paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, RunState.RUNNING)
-        thread = app.session.controller.thread
+        thread = app.session.run.controller.thread
         assert thread.is_alive()
         start = time.monotonic()
         await pilot.press("q")
@@ -415,7 +415,7 @@ async def test_lr_field_applies_live_without_restart(make_app):
         assert app.focused is app.gradient_pane
         record = await single_step(pilot)
         assert record.lr == 0.05
-        assert app.session.controller.trainer.step_count == 1
+        assert app.session.run.controller.trainer.step_count == 1
 
         seen = record_notifications(app)
         field.focus()
@@ -444,7 +444,7 @@ async def test_a_failing_model_shows_the_error_and_a_restart_recovers(make_app, 
         await started(pilot, RunState.RUNNING)
         assert app.session.config.model == "linear"
         assert not app.error_line.display
-        await until(pilot, lambda: app.session.controller.trainer.step_count > 0, "the fixed run to train")
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count > 0, "the fixed run to train")
 
 
 # -- resizing ---------------------------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_the_session_writes_the_records_into_its_run_directory(tmp_path):
         time.sleep(0.05)
     assert session.state is RunState.FINISHED, session.error_text
     assert session.stop(5.0)
-    steps = [r for r in session.controller.trainer.records.since(0)[1] if isinstance(r, StepRecord) and r.step % 10 == 0]
+    steps = [r for r in session.run.controller.trainer.records.since(0)[1] if isinstance(r, StepRecord) and r.step % 10 == 0]
     rows = [row for row in read_metrics(tmp_path / "metrics.jsonl") if row["type"] == "step"]
     assert [row["step"] for row in rows] == [r.step for r in steps] == [10, 20, 30, 40]
     assert [row["loss"] for row in rows] == [r.loss for r in steps]
@@ -116,7 +116,7 @@ async def open_detail(pilot, name: str) -> str:
     app = pilot.app
     await started(pilot)
     app.session.step()
-    await until(pilot, lambda: app.session.controller.trainer.step_count == 1, "one step")
+    await until(pilot, lambda: app.session.run.controller.trainer.step_count == 1, "one step")
     app.push_screen(LayerDetailScreen(app.session, name))
 
     def maps() -> str:
@@ -139,7 +139,7 @@ async def test_layer_detail_draws_a_tile_per_conv_filter(make_app, model, layer,
         assert "before the last step" in text and "Gradient dL/dW per kernel" in text
         assert "▀" in text  # in colour: half blocks
         await until(pilot, lambda: layer in app.gradient_pane.rows, "the gradient pane's row of the layer")
-        assert set(app.gradient_pane.rows) == set(app.session.controller.trainer.instruments.names)  # a row per parameter
+        assert set(app.gradient_pane.rows) == set(app.session.run.controller.trainer.instruments.names)  # a row per parameter
 
 
 def test_gradient_pane_cuts_long_names_at_the_start_and_long_shapes_at_the_end():

@@ -28,7 +28,7 @@ async def test_the_demo_pauses_before_the_explosion_and_t_traces_that_step(apps)
         await until(pilot, lambda: app.session.watch_hit is not None and app.session.state is RunState.PAUSED,
                     "the watchpoint", START)
         hit = app.session.watch_hit
-        assert hit.stopped_before and app.session.controller.trainer.step_count == hit.step - 1
+        assert hit.stopped_before and app.session.run.controller.trainer.step_count == hit.step - 1
         await until(pilot, lambda: app.error_line.display, "the notice")
         shown = str(app.error_line.render())
         assert f"just before step {hit.step}" in shown and hit.watchpoint in shown
@@ -46,7 +46,7 @@ async def test_the_demo_pauses_before_the_explosion_and_t_traces_that_step(apps)
         await until(pilot, lambda: isinstance(app.screen, GotoDialog), "the go-to dialog")
         app.screen.query_one(Input).value = "1"
         await pilot.press("enter")
-        await until(pilot, lambda: app.session.controller.trainer.step_count == 1, "the rewind to step 1")
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count == 1, "the rewind to step 1")
         await pilot.press("q")
     assert app.return_code == 0
 
@@ -74,7 +74,7 @@ async def test_a_screen_that_fails_closes_with_a_notice_and_the_app_stays_up(app
         await until(pilot, lambda: any("a drawing bug" in m for m, _ in seen), "the notice")
         assert app.is_running and len(app.screen_stack) == 1
         await pilot.press("n")  # the run still answers
-        await until(pilot, lambda: app.session.controller.trainer.step_count == 1, "a step")
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count == 1, "a step")
         await pilot.press("q")
     assert "RuntimeError: a drawing bug" in (tmp_path / "run" / "nktui.log").read_text()
 

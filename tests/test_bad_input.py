@@ -266,7 +266,7 @@ async def test_a_nan_pauses_the_app_names_the_layer_and_keeps_last_pt_finite(tmp
         await until(pilot, lambda: app.error_line.display, "the watchpoint line")
         shown = str(app.error_line.render())
         assert "nonfinite" in shown and "fc.weight" in shown and "just before step 10" in shown
-        assert app.session.controller.trainer.step_count == 9
+        assert app.session.run.controller.trainer.step_count == 9
         await pilot.press("s")  # the weights before the bad step are finite: they are saved
         await until(pilot, lambda: any("holds step 9" in m for m, _ in seen), "the save")
         await pilot.press("q")

@@ -84,8 +84,8 @@ async def test_the_app_whose_metrics_cannot_be_written_shows_a_notice_and_trains
     async with app.run_test(size=(100, 30)) as pilot:
         seen = record_notifications(app)
         await until(pilot, lambda: any("No space left on device" in m for m, _ in seen), "the notice")
-        step = app.session.controller.trainer.step_count
-        await until(pilot, lambda: app.session.controller.trainer.step_count > step + 20, "training on")
+        step = app.session.run.controller.trainer.step_count
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count > step + 20, "training on")
         await pilot.pause(0.5)
         notices = [m for m, _ in seen if "cannot write" in m]
         assert len(notices) == 1 and "metrics.jsonl" in notices[0] and "the run goes on" in notices[0]
@@ -93,6 +93,6 @@ async def test_the_app_whose_metrics_cannot_be_written_shows_a_notice_and_trains
         await pilot.press("q")
     assert app.return_code in (0, None)
     state = load_checkpoint(run_dir / "last.pt")
-    assert state["step"] == app.session.controller.trainer.step_count > step
+    assert state["step"] == app.session.run.controller.trainer.step_count > step
     assert app.exit_line.startswith(f"nktui: quit at step {state['step']};")
     assert "nktui: warning: cannot write" in (run_dir / "nktui.log").read_text()

@@ -11,7 +11,7 @@ from torch import nn
 
 from nktui.protocol.records import Rewound
 from nktui.training import RunConfig, RunState, Trainer, WatchHit
-from nktui.training.history import RunHistory
+from nktui.run.history import RunHistory
 from nktui.training.rewind import RewindError
 from nktui.training.whatif import log_spaced, lr_whatif
 

@@ -30,11 +30,11 @@ async def take_steps(pilot, count: int) -> None:
     await started(pilot)
     for step in range(1, count + 1):
         await pilot.press("n")
-        await until(pilot, lambda: app.session.controller.trainer.step_count == step, f"step {step}")
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count == step, f"step {step}")
 
 
 def weights(app) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in app.session.controller.trainer.model.parameters()]  # (the run is paused)
+    return [p.detach().clone() for p in app.session.run.controller.trainer.model.parameters()]  # (the run is paused)
 
 
 async def test_e_opens_the_evaluation_and_shows_the_accuracy(app):
@@ -45,7 +45,7 @@ async def test_e_opens_the_evaluation_and_shows_the_accuracy(app):
         screen = app.screen
         await until(pilot, lambda: screen.evaluation is not None, "the evaluation")
         result = screen.evaluation.result
-        assert result.step == 3 and result == app.session.controller.trainer.last_eval
+        assert result.step == 3 and result == app.session.run.controller.trainer.last_eval
         summary = plain(screen.query_one("#eval-summary", Static))
         assert f"accuracy {result.accuracy:.2%}" in summary and f"of {result.size})" in summary
         tables = plain(screen.query_one("#eval-tables", Static))
@@ -110,4 +110,4 @@ async def test_esc_cancels_the_surface_and_leaves_the_weights_alone(app):
         await pilot.press("escape")  # nothing computing: Esc closes
         await until(pilot, lambda: app.screen is not screen, "the main screen")
         await pilot.press("n")  # training goes on
-        await until(pilot, lambda: app.session.controller.trainer.step_count == 3, "step 3")
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count == 3, "step 3")

@@ -17,7 +17,7 @@ from nktui.cli.progress import PlainProgress
 from nktui.render.format import number
 from nktui.protocol.records import EvalResult, Histogram, LayerStats, StepRecord, frozen_mapping
 from nktui.training import RunConfig
-from nktui.training.history import RunHistory
+from nktui.run.history import RunHistory
 from nktui.ui.app import NktuiApp
 from pilot_support import started, until
 
@@ -49,7 +49,7 @@ async def test_every_screen_opens_on_a_model_holding_extreme_values(apps, value)
         for _ in range(2):
             await pilot.press("n")
             await pilot.pause(0.2)
-        await until(pilot, lambda: app.session.controller.trainer.step_count == 2, "two steps")
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count == 2, "two steps")
         screens = (("enter", "LayerDetailScreen"), ("t", "TraceScreen"), ("w", "WhatIfScreen"),
                    ("e", "EvaluationScreen"), ("v", "LandscapeScreen"))
         for key, name in screens:

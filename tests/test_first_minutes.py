@@ -48,9 +48,9 @@ async def test_a_finished_run_goes_on_when_its_steps_are_raised_bitwise(apps):
         await pilot.press("enter")
         await until(pilot, lambda: app.session.state is RunState.PAUSED, "the extended run to pause", 30)
         await pilot.press("escape", "space")
-        await until(pilot, lambda: app.session.state is RunState.FINISHED and app.session.controller.trainer.step_count == 60,
+        await until(pilot, lambda: app.session.state is RunState.FINISHED and app.session.run.controller.trainer.step_count == 60,
                     "step 60", 60)
-        ours = [t.clone() for t in app.session.controller.trainer.model.state_dict().values()]
+        ours = [t.clone() for t in app.session.run.controller.trainer.model.state_dict().values()]
     straight = Trainer(RunConfig(device="cpu", seed=0, steps=60, eval_every=0))
     for _ in range(60):
         straight.take_step()
@@ -84,12 +84,12 @@ async def test_the_status_line_and_the_gradient_pane_show_the_same_step(apps):
     app = make(apps, paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, RunState.RUNNING)
-        await until(pilot, lambda: app.session.controller.trainer.step_count > 200, "some training", 60)
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count > 200, "some training", 60)
         await pilot.press("space")
         await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
-        count = app.session.controller.trainer.step_count  # (paused: it stays)
+        count = app.session.run.controller.trainer.step_count  # (paused: it stays)
         await until(pilot, lambda: shown_steps(app) == (count, count), "the same step after a pause", 20)
-        target = app.session.controller.trainer.step_count + 1
+        target = app.session.run.controller.trainer.step_count + 1
         await pilot.press("n")
         await until(pilot, lambda: shown_steps(app) == (target, target), "the same step after n", 10)
 
@@ -139,14 +139,14 @@ async def test_while_running_and_after_a_rewind_every_pane_shows_one_step(apps):
     app = make(apps, paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, RunState.RUNNING)
-        await until(pilot, lambda: app.gradient_pane.shown_step is not None and app.session.controller.trainer.step_count > 100,
+        await until(pilot, lambda: app.gradient_pane.shown_step is not None and app.session.run.controller.trainer.step_count > 100,
                     "a measured step on screen", 60)
         for _ in range(5):  # while training the status line shows the pane's step (a tick after a pane redraw:
             await pilot.pause(0.25)  # the two are not repainted in one frame, which would repaint the config pane)
             await until(pilot, lambda: shown_steps(app)[0] == shown_steps(app)[1], "the pane's step in the status", 2)
         await pilot.press("space")
         await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
-        for target in (app.session.controller.trainer.step_count - 1, app.session.rewind_reach[0]):
+        for target in (app.session.run.controller.trainer.step_count - 1, app.session.rewind_reach[0]):
             app.session.rewind_to(target)
             # the pane shows that very step (measured before) or nothing, never an older step's numbers
             await until(pilot, lambda: shown_steps(app)[1] == target and shown_steps(app)[0] in (None, target),
@@ -162,7 +162,7 @@ async def test_the_what_if_fits_80x24(apps):
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         await pilot.press("n")
-        await until(pilot, lambda: app.session.controller.trainer.step_count == 1, "a step")
+        await until(pilot, lambda: app.session.run.controller.trainer.step_count == 1, "a step")
         await pilot.press("w")
         await until(pilot, lambda: isinstance(app.screen, WhatIfScreen) and app.screen.result is not None, "the what-if")
         await pilot.pause(0.3)
@@ -176,16 +176,17 @@ async def test_the_what_if_fits_80x24(apps):
 def test_a_run_that_fails_before_the_session_looks_is_still_reported(monkeypatch, tmp_path):
     """Regression: the session took the controller's state at its start as already seen, so a run that failed
     within microseconds (an empty image folder, now walked by nktui itself) never showed its error line."""
+    from nktui.run import driver as driver_module
     from nktui.ui import session as session_module
 
-    real = session_module.launch
+    real = driver_module.launch
 
     def launch_and_wait(*args, **kwargs):
         controller = real(*args, **kwargs)
         controller.wait_for(lambda s: s.is_over, 30)  # failed before the Session reads its state
         return controller
 
-    monkeypatch.setattr(session_module, "launch", launch_and_wait)
+    monkeypatch.setattr(driver_module, "launch", launch_and_wait)
     (tmp_path / "empty" / "cat").mkdir(parents=True)
     session = session_module.Session(RunConfig(device="cpu", dataset=f"imagefolder:{tmp_path / 'empty'}"))
     changes = session.poll()

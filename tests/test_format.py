@@ -36,7 +36,7 @@ from nktui.render.heatmap import (
     scale_legend,
     tile,
 )
-from nktui.training.history import Point
+from nktui.run.history import Point
 from nktui.ui.widgets.loss_plot import LEGEND, bin_points, centred_mean, step_ticks
 from nktui.ui.widgets.status_bar import fit
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from nktui.training import EvalResult, StepRecord
-from nktui.training.history import Point, RunHistory, Series
+from nktui.run.history import Point, RunHistory, Series
 
 
 def test_a_million_points_stay_bounded_and_counted():

@@ -109,11 +109,11 @@ async def test_the_app_resumes_paused_at_the_checkpoint_and_saves_on_quit(checkp
                 break
             await pilot.pause(0.05)
         app.tick()
-        assert app.session.controller.trainer.step_count == 5 and app.resume is None
+        assert app.session.run.controller.trainer.step_count == 5 and app.resume is None
         assert re.search(r"\bstep 5/20\b", app.status_bar.text)
         await pilot.press("n")
         for _ in range(200):
-            if app.session.controller.trainer.step_count == 6:
+            if app.session.run.controller.trainer.step_count == 6:
                 break
             await pilot.pause(0.05)
         await pilot.press("q")

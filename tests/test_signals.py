@@ -207,12 +207,12 @@ async def test_ctrl_c_in_the_app_is_a_key_that_saves_and_quits(tmp_path):
     app = NktuiApp(RunConfig(device="cpu", steps=10**6), paused=False, run_dir=tmp_path / "run")
     async with app.run_test(size=(100, 30)) as pilot:
         for _ in range(1200):
-            if app.session.controller.trainer is not None and app.session.controller.trainer.step_count > 20:
+            if app.session.run.controller.trainer is not None and app.session.run.controller.trainer.step_count > 20:
                 break
             await pilot.pause(0.05)
         await pilot.press("ctrl+c")
     assert app.session.state is RunState.STOPPED
     state = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert state["step"] == app.session.controller.trainer.step_count > 20
+    assert state["step"] == app.session.run.controller.trainer.step_count > 20
     assert app.exit_line.startswith(f"nktui: quit at step {state['step']};")
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {"config.toml", "metrics.jsonl", "last.pt", "nktui.log"}

@@ -42,7 +42,7 @@ async def three_steps(pilot) -> None:
     history = app.session.history
     await until(pilot, lambda: app.loss_plot.drawn_version == history.version, "the plot to draw every step")
     await until(pilot, lambda: f"step {STEPS}/" in app.status_bar.text, "the status bar")
-    assert app.session.state is RunState.PAUSED and app.session.controller.trainer.step_count == STEPS
+    assert app.session.state is RunState.PAUSED and app.session.run.controller.trainer.step_count == STEPS
     app.clear_notifications()
     await pilot.pause()
 

@@ -19,24 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..messages import EXIT_FAILED
-from ..protocol import EvalResult
+from ..run.driver import Final
 from ..streams import StreamOutput
-from ..training.checkpoint_keeper import RunKeeper, holds_step, resume_command
-
-
-@dataclass(frozen=True)
-class Final:
-    """What the training thread reports at the end: the step reached, what last.pt holds now (or why it could
-    not be written) and both evaluations of the final weights. `unsaved`: the final state could not be written
-    (a full disk, a folder gone read-only), as opposed to weights holding nan/inf, which are never written."""
-
-    step: int
-    epoch: int
-    train: EvalResult
-    val: EvalResult
-    saved_step: int | None = None
-    save_error: str | None = None
-    unsaved: bool = False
+from ..run.files import RunKeeper, holds_step, resume_command
 
 
 @dataclass

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..gc_policy import freeze_what_is_built
 from ..messages import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -45,41 +42,19 @@ from ..messages import (
 )
 from ..signals import StopSignals
 from ..streams import StreamOutput
-from ..protocol import EvalResult, NktuiError, RunConfig, RunState
+from ..protocol import NktuiError, RunConfig, RunState
 from ..protocol.config import watch_off_flags
+from ..run.driver import DONE, Final, RunDriver
+from ..run.files import RunKeeper, choose_run_dir, holds_step
 from ..training import Trainer
 from ..training.devices import describe_device
-from ..training.exporters import check_exports, enable_histograms, open_writers
+from ..training.exporters import check_exports
 from ..training.gpu import gpu_line, gpu_monitor
-from ..training.checkpoint_keeper import RunKeeper, holds_step
-from ..training.rundir import choose_run_dir
-from ..safe_files import describe_write_error
 from .progress import BarProgress, PlainProgress
-from .run_report import Final, Outcome, Reporter, last_line, summary
+from .run_report import Outcome, Reporter, last_line, summary
 
 POLL_SECONDS = 0.2  # how often the records are read
-DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
 WATCH_FLAGS = watch_off_flags()  # the flags that switch each watchpoint off, from the settings' metadata
-
-
-def finalize(trainer: Trainer, keeper: RunKeeper) -> Final:
-    """On the training thread: save `last.pt` first (weights holding nan/inf are refused: the last good one stays),
-    then evaluate the final weights on both splits."""
-    trainer.flush()
-    save_error, unsaved = None, False
-    try:
-        keeper.checkpointer.save(trainer)
-    except NktuiError as exc:  # nan weights: said after the summary
-        save_error = str(exc)
-    except Exception as exc:  # a full disk (OSError), or a bug: the previous last.pt stays, and the run says so
-        save_error, unsaved = describe_write_error(exc, keeper.checkpoint), True
-        if not isinstance(exc, OSError):
-            keeper.note(traceback.format_exc())
-    val = trainer.last_eval
-    if val is None or val.step != trainer.step_count:  # stopped between evaluations: evaluate these weights
-        val = trainer.evaluate("val")
-    train = trainer.evaluate("train")
-    return Final(trainer.step_count, trainer.epoch, train, val, keeper.saved_step, save_error, unsaved)
 
 
 # -- progress --------------------------------------------------------------------------------------------------
@@ -97,9 +72,9 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
     # The folder is claimed (made and locked: one run a folder) before the trainer is built; `fresh`: a default
     # runs/<date-time> that another process made first becomes runs/<date-time>-2.
     fresh = config.run_dir is None and not getattr(resume, "in_place", False)
-    keeper = RunKeeper(run_dir, config, resume=resume, headless=True, fresh=fresh)
+    driver = RunDriver(config, RunKeeper(run_dir, config, resume=resume, headless=True, fresh=fresh))
     try:
-        keeper.claim()
+        driver.claim()
     except NktuiError as exc:
         print_error(exc, err)
         return EXIT_BAD_INPUT
@@ -108,14 +83,15 @@ def run_headless(config: RunConfig, *, out: TextIO | None = None, err: TextIO | 
     # wait, half a line of output).
     try:
         with StopSignals() as stops:
-            return _run(config, keeper, stops, out, err)
+            return _run(driver, stops, out, err)
     finally:
-        keeper.release()
+        driver.release()
 
 
-def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: StreamOutput, err: StreamOutput) -> int:
+def _run(driver: RunDriver, stops: StopSignals, out: StreamOutput, err: StreamOutput) -> int:
     # built on the training thread (with the checkpoint to resume from), held before step 1
-    controller = Trainer.launch(config, paused=True, **keeper.trainer_kwargs())
+    keeper = driver.keeper
+    controller = driver.launch(paused=True)
     try:
         while not controller.wait_for(lambda s: s is not RunState.STARTING, timeout=POLL_SECONDS):
             if stops:
@@ -132,20 +108,19 @@ def _run(config: RunConfig, keeper: RunKeeper, stops: StopSignals, out: StreamOu
             return EXIT_BAD_INPUT
         err.say(controller.error_traceback)  # a bug: keep its traceback
         return EXIT_FAILED
-    freeze_what_is_built()  # torch and the model: out of the cyclic collector's walks (see nktui.gc_policy)
+    driver.built()  # torch and the model: out of the cyclic collector's walks (see nktui.gc_policy)
     trainer: Trainer = controller.trainer
     try:
-        keeper.create()
+        driver.create_run_dir()
     except NktuiError as exc:
         controller.stop()
         print_error(exc, err)
         return EXIT_BAD_INPUT
     try:
-        return _train(controller, trainer, keeper, stops, out, err)
+        return _train(driver, trainer, stops, out, err)
     finally:
-        controller.stop()
-        if not controller.join(timeout=10):  # the training thread may still write last.pt: the folder stays
-            keeper.hold_until_exit()  # locked until this process exits
+        if not driver.stop(timeout=10):  # the training thread may still write last.pt: the folder stays
+            driver.release(ended=False)  # locked until this process exits
 
 
 def _describe(trainer: Trainer, run_dir: Path) -> str:
@@ -168,31 +143,25 @@ def _gpu_line(trainer: Trainer) -> str | None:
     return gpu_line(monitor.reading()) if monitor is not None else None
 
 
-def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSignals, out: StreamOutput,
-           err: StreamOutput) -> int:
+def _train(driver: RunDriver, trainer: Trainer, stops: StopSignals, out: StreamOutput, err: StreamOutput) -> int:
+    keeper = driver.keeper
     run_dir = keeper.run_dir
     report = Reporter(out, err, keeper)
     report.say(_describe(trainer, run_dir))
-    writer = open_writers(run_dir, trainer.config, trainer.instruments.names)  # metrics.jsonl, --csv, --tensorboard
-    enable_histograms(trainer, trainer.config)
+    writer = driver.open_exports()  # metrics.jsonl, --csv, --tensorboard
     progress = report.progress = (BarProgress if out.isatty() else PlainProgress)(out, trainer)
-    seq = 0
-    lost = 0
     reader_gone = False
     save_warned = False
 
     def drain() -> None:
-        nonlocal seq, lost, reader_gone, save_warned
-        new_seq, records = trainer.records.since(seq)
-        lost += new_seq - seq - len(records)  # only if this thread fell a whole buffer behind
-        seq = new_seq
-        writer.write(records)
-        for line in writer.take_warnings():  # a full disk: once, not a line per row
+        nonlocal reader_gone, save_warned
+        records = driver.drain()
+        for line in driver.writer_warnings():  # a full disk: once, not a line per row
             report.warn(f"nktui: warning: {line}")
-        save_error = keeper.checkpointer.error  # a periodic last.pt that could not be written: once
+        save_error = driver.checkpoint_error  # a periodic last.pt that could not be written: once
         if save_error and not save_warned:
             save_warned = True
-            step = keeper.saved_step
+            step = driver.saved_step
             kept = holds_step(step, still=True, none="no last.pt was written yet")
             report.warn(f"nktui: warning: {save_error}; {kept}; the run goes on (the final save tries again)")
         progress.add(records)
@@ -203,15 +172,15 @@ def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSign
             raise KeyboardInterrupt("the reader of stdout went away")
 
     try:
-        outcome = _follow(controller, trainer, keeper, stops, drain)
+        outcome = _follow(driver, trainer, stops, drain)
     finally:
         progress.close()
         report.progress = None
-        writer.close()
+        driver.close_exports()
     for line in writer.take_warnings():  # (closing the files may have failed too)
         report.warn(f"nktui: warning: {line}")
-    if lost:
-        report.tell(err, f"nktui: warning: fell {lost} records behind; some rows are missing from metrics.jsonl")
+    if driver.lost:
+        report.tell(err, f"nktui: warning: fell {driver.lost} records behind; some rows are missing from metrics.jsonl")
     if outcome.traceback:
         err.say(outcome.traceback)  # (nktui.log has it)
     for line in outcome.errors:
@@ -226,10 +195,10 @@ def _train(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSign
     return outcome.code
 
 
-def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSignals,
-            drain: Callable[[], None]) -> Outcome:
+def _follow(driver: RunDriver, trainer: Trainer, stops: StopSignals, drain: Callable[[], None]) -> Outcome:
     """Release the held run, follow its records until it ends or Ctrl+C (a stop signal), then save last.pt and
     evaluate."""
+    controller, keeper = driver.controller, driver.keeper
     started = time.perf_counter()
     interrupted = False
     controller.resume()
@@ -249,7 +218,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
 
     if controller.state is RunState.FAILED:
         drain()
-        log = keeper.log_failure(controller.error_traceback)
+        log = driver.log_failure()
         error = controller.error
         what = one_line(error) if isinstance(error, NktuiError) else f"{type(error).__name__}: {one_line(error)}"
         kept = ("last.pt was not written" if keeper.saved_step is None
@@ -258,7 +227,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
         line = f"nktui: error: training failed after step {trainer.step_count}: {what} ({where}; {kept})"
         return Outcome(EXIT_FAILED, errors=(line,), traceback=controller.error_traceback)
 
-    future = controller.call(lambda t: finalize(t, keeper))
+    future = driver.finalize()
     signals_before = stops.count
     try:
         while True:
@@ -273,8 +242,7 @@ def _follow(controller: Any, trainer: Trainer, keeper: RunKeeper, stops: StopSig
         held = holds_step(keeper.saved_step)
         return Outcome(EXIT_INTERRUPTED, errors=(f"nktui: interrupted again while finishing: exiting now; {held}",))
     finally:
-        controller.stop()
-        controller.join(timeout=10)
+        driver.stop(timeout=10)
     drain()  # the evaluation finalize may have made
     errors = (f"nktui: warning: {final.save_error}",) if final.save_error else ()
     if final.unsaved:  # the disk is full, the folder went read-only ...: the final state is not in last.pt

@@ -1,7 +1,7 @@
 """What the keys may do now, read off the session: which commands apply in the run's state, where a rewind goes and
 how far back it reaches, and why a greyed-out key does nothing (said when it is pressed).
 
-A mixin of `Session` (plain Python, no Textual): `self.state`, `self.info`, `self.step_count`, `self.controller`, `self.observed`,
+A mixin of `Session` (plain Python, no Textual): `self.state`, `self.info`, `self.step_count`, `self.run`, `self.observed`,
 `self.scrub_index` and `self.shown_record` are the session's.
 """
 
@@ -13,12 +13,12 @@ from nktui.protocol import RunState
 class Abilities:
     @property
     def can_pause(self) -> bool:
-        return self.state in (RunState.RUNNING, RunState.STARTING) and not self.controller.pause_requested
+        return self.state in (RunState.RUNNING, RunState.STARTING) and not self.run.pause_requested
 
     @property
     def can_resume(self) -> bool:
         return self.state is RunState.PAUSED or (
-            self.controller.pause_requested and self.state in (RunState.RUNNING, RunState.STARTING)
+            self.run.pause_requested and self.state in (RunState.RUNNING, RunState.STARTING)
         )
 
     @property

@@ -49,15 +49,17 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
     BINDINGS = keys.BINDINGS
 
     def __init__(self, config: RunConfig, *, paused: bool = False, run_dir=None, resume=None,
-                 handle_signals: bool = False, **trainer_kwargs) -> None:
+                 handle_signals: bool = False, run_client=None, **trainer_kwargs) -> None:
         """`run_dir`: where the run's files go (None: no files); `resume`: a nktui.cli.resume.ResumePlan to go on
-        from; `handle_signals`: SIGINT/SIGTERM/SIGHUP save and exit (see nktui.ui.run_lifecycle)."""
+        from; `handle_signals`: SIGINT/SIGTERM/SIGHUP save and exit (see nktui.ui.run_lifecycle); `run_client`:
+        `f(config, paused)` making each session's run client in place of a real run (tests: tests/fake_run.py)."""
         charset.decide()  # Unicode or ASCII, once (nktui.render.charset); before the driver is chosen
         super().__init__()
         ascii_terminal.apply(self)
         self.config = config
         self.start_paused = paused
         self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
+        self.run_client = run_client
         self.session: Session | None = None
         self._gradients_stale = False  # observed records the gradient pane has not shown yet
         self.run_dir, self.resume, self.handle_signals = run_dir, resume, handle_signals
@@ -96,7 +98,8 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
 
     def start_session(self, config: RunConfig, *, paused: bool) -> None:
         self.config = config
-        self.session = Session(config, paused=paused, keeper=run_lifecycle.make_keeper(self, config),
+        client = self.run_client(config, paused) if self.run_client is not None else None
+        self.session = Session(config, paused=paused, keeper=run_lifecycle.make_keeper(self, config), client=client,
                                **self.trainer_kwargs)
         self.gradient_pane.clear_layers()
         self.show_rewind_memory()  # (the new run's: none kept yet)
@@ -291,7 +294,7 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
 
     def restart(self, config: RunConfig) -> None:
         self.session.close("restarted", timeout=QUIT_TIMEOUT)  # (its last.pt is saved: it can be resumed)
-        if self.session.controller.thread is not None and self.session.controller.thread.is_alive():
+        if self.session.run.alive:
             self.notify("the previous run is still finishing its current step", severity="warning")
         self.start_session(config, paused=self.start_paused)
         self.gradient_pane.focus()

@@ -4,7 +4,7 @@
 poll, never the training loop), last.pt and nktui.log. The first session writes to the folder the command line
 chose (`--run-dir`, the resumed checkpoint's folder, or `runs/<date-time>/`); a restart (`r`) is a new run and
 writes to the next free folder beside it (`<run-dir>-2`, `-3` ...). An app made without a run directory (tests,
-scripts) writes nothing. `run` claims the first folder (made and locked, `nktui.training.rundir.claim_run_dir`)
+scripts) writes nothing. `run` claims the first folder (made and locked, `nktui.run.files.claim_run_dir`)
 before the screen opens, so a folder another nktui process holds is one line and exit code 2; each session
 claims its own folder too, before its trainer is built, and lets it go when it closes.
 
@@ -22,27 +22,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from nktui.run.driver import SAVE_TIMEOUT  # an exit waits at most this long for the trainer to write last.pt
+from nktui.run.files import RunKeeper, holds_run, next_run_dir  # noqa: F401 (a restart's folder: next_run_dir)
 from nktui.signals import STOP_SIGNALS, StopSignals, exit_watchdog, handled
-from nktui.training.checkpoint_keeper import RunKeeper
-from nktui.training.rundir import RUN_FILES
 
-SAVE_TIMEOUT = 2.0  # an exit waits at most this long for the trainer to write last.pt
 SIGNAL_EXIT_SECONDS = 2.8  # after a stop signal the process has exited by then, whatever else happens
-
-
-def holds_run(path: Path) -> bool:
-    return any((path / name).exists() for name in RUN_FILES)
-
-
-def next_run_dir(path: Path) -> Path:
-    """`path` while it holds no run yet, else the first of `path-2`, `path-3` ... that holds none: a restart's
-    folder."""
-    if not holds_run(path):
-        return path
-    n = 2
-    while holds_run(path.with_name(f"{path.name}-{n}")):
-        n += 1
-    return path.with_name(f"{path.name}-{n}")
 
 
 def make_keeper(app: Any, config: Any) -> RunKeeper | None:
@@ -94,7 +78,7 @@ def run(app_class: Any, config: Any, *, paused: bool = False, resume: Any = None
     out even if Textual ended on its own, print the closing line."""
     from nktui.messages import print_error
     from nktui.protocol import NktuiError
-    from nktui.training.rundir import choose_run_dir, claim_run_dir, release_run_dir
+    from nktui.run.files import choose_run_dir, claim_run_dir, release_run_dir
 
     try:  # claimed (made and locked) before the screen opens: a folder another nktui holds is one line, code 2
         in_place = resume is not None and resume.in_place

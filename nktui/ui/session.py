@@ -1,9 +1,10 @@
 """Session: the app's side of one training run, in plain Python (no Textual, no tensor work).
 
-It launches the trainer on its own thread, pulls what the trainer published at the UI's pace (`poll()`), keeps the
-plot history and the newest records, and sends named commands (`nktui.protocol.commands`) through the controller.
-It never reads the trainer: what it knows of the run is what the training thread published on the controller
-(`RunInfo`, the step counter, the records, the GPU reading). The app owns one Session at a
+It starts the run (a `nktui.run.client.RunClient`, which launches the trainer on its own thread through the one
+run driver, `nktui.run.driver`), pulls what the run published at the UI's pace (`poll()`), keeps the plot history
+and the newest records, and sends named commands (`nktui.protocol.commands`) through the client. It never reads
+the trainer nor its controller, and imports nothing of the engine: what it knows of the run is what the client
+gives (`RunInfo`, the step counter, the records, the GPU reading). The app owns one Session at a
 time; restarting means stopping this one and starting another. Tests can drive a Session without a screen.
 """
 
@@ -13,19 +14,17 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
-from nktui.gc_policy import freeze_what_is_built
 from nktui.protocol import ConfigError, EvalResult, NktuiError, Rewound, RunConfig, RunState, StepRecord, WatchHit
-from nktui.protocol.commands import Cancel, Evaluate, JobProgress, LrWhatIf, RewindTo, TraceStep, UpdateLive
+from nktui.protocol.commands import Evaluate, JobProgress, LrWhatIf, RewindTo, TraceStep, UpdateLive
 from nktui.protocol.run_info import RunInfo
-from nktui.training import Controller, launch
-from nktui.training.history import RunHistory
-from nktui.training.checkpoint_keeper import RunKeeper
+from nktui.run.client import RunClient
+from nktui.run.files import RunKeeper
+from nktui.run.history import RunHistory
 from nktui.ui.abilities import Abilities
 from nktui.ui.changes import Changes
-from nktui.ui.session_files import SessionFiles, save_problem
+from nktui.ui.session_files import SessionFiles
 
 HISTOGRAM_BINS = 16
 SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth
@@ -42,25 +41,22 @@ def app_threads() -> int:
 
 class Session(Abilities, SessionFiles):
     def __init__(self, config: RunConfig, *, paused: bool = False, keeper: RunKeeper | None = None,
-                 **trainer_kwargs) -> None:
-        """`keeper`: the run directory to write (config.toml, metrics.jsonl, last.pt, nktui.log); None: no files."""
+                 client: RunClient | None = None, **trainer_kwargs) -> None:
+        """`keeper`: the run directory to write (config.toml, metrics.jsonl, last.pt, nktui.log); None: no files.
+        `client`: the run to show, made elsewhere (tests: a fake fed with recorded records); None: a new run of
+        `config`."""
         if not config.threads:
             config = config.replace(threads=app_threads())
         trainer_kwargs.setdefault("histogram_bins", HISTOGRAM_BINS)  # the gradient pane's sparklines, from step 1
         self.config = config
-        claim_error = None
-        if keeper is not None:  # the folder, made and locked before the trainer could write last.pt into it
-            try:
-                keeper.claim()
-            except NktuiError as exc:  # another nktui took it first, or it cannot be made: train on without files,
-                claim_error, keeper = str(exc), None  # and say so
-        if keeper is not None:  # the trainer gets the checkpointer, and the checkpoint to resume from
-            trainer_kwargs = {**trainer_kwargs, **keeper.trainer_kwargs()}
-        self.controller: Controller = launch(config, paused=paused, **trainer_kwargs)
+        # The folder is made and locked before the trainer could write last.pt into it; one that another nktui
+        # took first, or that cannot be made, leaves the run without files (claim_error says why).
+        self.run = client if client is not None else RunClient(config, keeper=keeper, paused=paused, **trainer_kwargs)
+        keeper, claim_error = self.run.keeper, self.run.claim_error
         self.history = RunHistory()
         resume = getattr(keeper, "resume", None)
         if resume is not None:  # the plot goes on from the run's own history, at metrics.jsonl's resolution
-            from nktui.training.rundir import METRICS_FILE, earlier_records
+            from nktui.run.files import METRICS_FILE, earlier_records
 
             self.history.extend(earlier_records(resume.path.parent / METRICS_FILE, resume.step))
         self.latest_step: StepRecord | None = None
@@ -71,13 +67,12 @@ class Session(Abilities, SessionFiles):
         self.recent: deque[StepRecord] = deque(maxlen=256)  # the newest step records, to step back on a rewind
         self.scrub_index: int | None = None  # position in `observed` while scrubbing; None: follow the newest
         self.watch_hit: WatchHit | None = None  # the newest watchpoint hit, until the run goes on
-        self._seq = 0
         self._rate_samples: deque[tuple[float, int]] = deque()
         self.samples_per_sec: float | None = None  # measured from the step counter: see _measure_rate
-        self._state = RunState.STARTING  # (not the controller's: a run that failed at once must still be reported)
+        self._state = RunState.STARTING  # (not the run's: a run that failed at once must still be reported)
         self._configured = False
         self.export_dir = None  # a run directory to write the records into (see open_exports)
-        self.exports = None  # its writers: metrics.jsonl, --csv, --tensorboard (nktui.training.exporters)
+        self.exports = None  # its writers: metrics.jsonl, --csv, --tensorboard (the run driver's)
         self.export_error: str | None = claim_error  # why they could not be opened
         self.keeper = keeper
         self.saves: list[Future] = []  # last.pt writes asked for and not reported yet
@@ -91,17 +86,17 @@ class Session(Abilities, SessionFiles):
     # -- reading ---------------------------------------------------------------------------------------------------
     @property
     def state(self) -> RunState:
-        return self.controller.state
+        return self.run.state
 
     @property
     def info(self) -> RunInfo | None:
         """The run as the training thread described it; None until the trainer is built."""
-        return self.controller.info
+        return self.run.info
 
     @property
     def step_count(self) -> int:
         """Updates made so far, as the training thread last published it."""
-        return self.controller.step_count
+        return self.run.step_count
 
     @property
     def step_limit(self) -> int | None:
@@ -114,8 +109,8 @@ class Session(Abilities, SessionFiles):
         return info is not None and self.step_count >= info.step_limit
 
     @property
-    def gpu(self):  # -> nktui.training.gpu.GpuReading | None: the newest reading the run side took (CUDA only)
-        return self.controller.gpu
+    def gpu(self):  # -> GpuReading | None: the newest reading the run side took (CUDA only)
+        return self.run.gpu
 
     def poll(self, *, want_snapshot: bool = True) -> Changes:
         """Take everything published since the last poll. Cheap: no tensor work, no waiting for the trainer."""
@@ -124,14 +119,12 @@ class Session(Abilities, SessionFiles):
         if info is not None:
             if not self._configured:
                 self._configured = True
-                freeze_what_is_built()  # torch, Textual and the model: out of the cyclic collector's walks
+                self.run.built()  # torch, Textual and the model: out of the cyclic collector's walks
                 self._create_run_dir()
                 self._open_exports(info)
             if want_snapshot and self.state is RunState.RUNNING:
-                self.controller.request_snapshot()  # the next step carries per-layer statistics
-            self._seq, records = self.controller.records.since(self._seq)
-            if self.exports is not None and records:
-                self.exports.write(records)  # here, on the app's thread: exports cost the training loop nothing
+                self.run.request_snapshot()  # the next step carries per-layer statistics
+            records = self.run.drain()  # (written to the exports here, on the app's thread: they cost the loop nothing)
             self._write_warnings(changes)  # a full disk: a notice, once; the run goes on
             for record in records:
                 self.history.add(record)
@@ -157,7 +150,7 @@ class Session(Abilities, SessionFiles):
                         changes.watch, changes.watches = record, ()
                     changes.watches += (record,)
         self._measure_rate(info)
-        state = self.controller.state
+        state = self.run.state
         if state is not self._state:
             self._state = state
             changes.state = True
@@ -213,7 +206,7 @@ class Session(Abilities, SessionFiles):
 
     @property
     def error_text(self) -> str | None:
-        error = self.controller.error
+        error = self.run.error
         if error is None:
             return None
         if isinstance(error, NktuiError):
@@ -225,16 +218,16 @@ class Session(Abilities, SessionFiles):
         self.watch_hit = None
         self.scrub_index = None
         if self.can_pause:
-            self.controller.pause_measured()  # the last step before the pause is measured: every pane shows it
+            self.run.pause_measured()  # the last step before the pause is measured: every pane shows it
         elif self.can_resume:
-            self.controller.resume()
+            self.run.resume()
 
     def step(self) -> bool:
-        return self.controller.step()
+        return self.run.step()
 
     def set_lr(self, value: object) -> float:
         """Validate and send a new LR (ConfigError with the reason otherwise; the old LR stays)."""
-        lr = self.controller.set_lr(value)
+        lr = self.run.set_lr(value)
         self.lr = lr
         return lr
 
@@ -253,14 +246,14 @@ class Session(Abilities, SessionFiles):
 
     def submit(self, command) -> Future:
         """Send a named command (`nktui.protocol.commands`) to the run; a Future of its result."""
-        return self.controller.submit(command)
+        return self.run.submit(command)
 
     def job_progress(self, job: int) -> JobProgress | None:
         """How far a job (a loss surface) has come, as the training thread last reported it."""
-        return self.controller.progress(job)
+        return self.run.job_progress(job)
 
     def cancel(self, job: int) -> bool:
-        return self.controller.submit(Cancel(job)).result()
+        return self.run.cancel(job)
 
     # -- the debugger: trace, rewind, LR what-if (each runs on the training thread) -----------------------------------
     def trace_step(self):
@@ -275,12 +268,11 @@ class Session(Abilities, SessionFiles):
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop at the next step boundary and wait for the thread; True if it ended in time."""
-        self.controller.stop()
-        ended = self.controller.join(timeout)
+        ended = self.run.stop(timeout)
         if self.export_dir is not None and self.info is not None:
             self.poll(want_snapshot=False)  # the last records into the files (and a run no poll saw yet: all)
         if self.exports is not None:
-            self.exports.close()  # (a write error here is no exception: the files say what they hold)
+            self.run.close_exports()  # (a write error here is no exception: the files say what they hold)
             self.exports = None
         return ended
 
@@ -295,25 +287,16 @@ class Session(Abilities, SessionFiles):
         if self.info is not None:
             self.poll(want_snapshot=False)  # (a run that ends before any tick saw it: the folder, the files)
         if save and self.keeper is not None and self.info is not None and not self.state.is_over:
-            self.controller.pause()  # no step after the one saved
-            future = self.keeper.save(self.controller)
-            try:
-                future.result(timeout)
-            except FutureTimeout:
-                problem = "the trainer did not reach a step boundary in time, so last.pt was not updated"
-            except Exception as exc:  # nan weights, a full disk: the previous last.pt stays
-                problem = save_problem(exc, self.keeper)
+            problem = self.run.save_and_wait(timeout)  # paused first: no step after the one saved
             self.unsaved = problem is not None
-        info = self.info
         step = self.step_count
         ended = self.stop(min(timeout, 1.0))
+        finished = self.finished
         if self.keeper is None:
             return None
         what = f"{reason} at step {step}" + (f" ({problem})" if problem else "")
-        line = self.keeper.exit_line(what, further=2 * info.step_limit if self.finished else None)
-        self.keeper.note(line)
-        if ended:
-            self.keeper.release()  # the folder is free for another process (a resume) while the app stays up
-        else:
-            self.keeper.hold_until_exit()  # the trainer may still write last.pt: locked until the app's process ends
+        line = self.run.exit_line(what, finished=finished)  # (into nktui.log too)
+        # the folder is free for another process (a resume) while the app stays up; a trainer that did not stop
+        # may still write last.pt: then it stays locked until the app's process ends
+        self.run.release(ended)
         return line

@@ -10,13 +10,8 @@ no tensor work.
 from __future__ import annotations
 
 from nktui.protocol import NktuiError, RunState
-from nktui.safe_files import describe_write_error
+from nktui.run.client import save_problem
 from nktui.ui.changes import Changes
-
-
-def save_problem(exc: BaseException, keeper) -> str:
-    """Why last.pt was not written, in one line: nan weights say so; a full disk in the OS's words."""
-    return str(exc) if isinstance(exc, NktuiError) else describe_write_error(exc, keeper.checkpoint)
 
 
 class SessionFiles:
@@ -35,17 +30,11 @@ class SessionFiles:
         run_dir = self.export_dir
         if run_dir is None or self.exports is not None:
             return
-        from nktui.protocol.commands import SetHistogramBins
-        from nktui.training.exporters import TENSORBOARD_BINS, open_writers
-
-        try:
-            self.exports = open_writers(run_dir, self.config, info.layers)
+        try:  # (the run was launched with TensorBoard's gradient histograms when the config asks for them)
+            self.exports = self.run.open_exports(run_dir)
         except (OSError, NktuiError) as exc:  # no tensorboard, a folder we cannot write: train on, and say so
             self.export_error = f"no exports to {run_dir}: {exc}"
             self.export_dir = None
-            return
-        if self.config.tensorboard:  # gradient histograms on observed steps, for TensorBoard to draw
-            self.controller.submit(SetHistogramBins(TENSORBOARD_BINS))
 
     # -- the run directory and last.pt ------------------------------------------------------------------------------
     def _create_run_dir(self) -> None:
@@ -53,7 +42,7 @@ class SessionFiles:
         if keeper is None or keeper.created:
             return
         try:
-            keeper.create()
+            self.run.create_run_dir()
         except NktuiError as exc:  # a folder we cannot write: train on without files, and say so
             self.export_error = str(exc)
             self.export_dir = None
@@ -64,7 +53,7 @@ class SessionFiles:
         if state is RunState.FINISHED:
             self.save()  # the end of the run
         elif state is RunState.FAILED:
-            self.failure_log = self.keeper.log_failure(self.controller.error_traceback)
+            self.failure_log = self.run.log_failure()
 
     def save(self) -> bool:
         """Ask for last.pt now (the `s` key); a later poll reports it. A failed run writes the state kept from just
@@ -72,16 +61,16 @@ class SessionFiles:
         if self.keeper is None or not self.keeper.created or self.info is None:
             return False
         if self.state is RunState.FAILED:
-            self.saves.append(self.keeper.save_fault_state())
+            self.saves.append(self.run.save_fault_state())
             return True
         if self.state.is_over:
             return False
-        self.saves.append(self.keeper.save(self.controller))
+        self.saves.append(self.run.save())
         return True
 
     def _write_warnings(self, changes: Changes) -> None:
         """What could not be written since the last poll, once each: the exports, config.toml, a periodic last.pt."""
-        lines = self.exports.take_warnings() if self.exports is not None else []
+        lines = self.run.writer_warnings()
         for problem in (self.export_error, self.checkpoint_error):
             if problem and problem not in self.warned:
                 self.warned.add(problem)
@@ -103,4 +92,4 @@ class SessionFiles:
     @property
     def checkpoint_error(self) -> str | None:
         """Why the newest periodic last.pt could not be written (a full disk, nan weights), if it could not."""
-        return self.keeper.checkpointer.error if self.keeper is not None else None
+        return self.run.checkpoint_error

@@ -17,7 +17,7 @@ from textual.widget import Widget
 
 from nktui.render import charset
 from nktui.render.braille import Axis, Series, chart, fit_axis
-from nktui.training.history import Point, RunHistory
+from nktui.run.history import Point, RunHistory
 from nktui.ui.pacing import RedrawPace
 
 RAW, SMOOTH, VAL_LOSS, VAL_ACC = Style(color="grey50"), Style(color="cyan"), Style(color="red"), Style(color="green")

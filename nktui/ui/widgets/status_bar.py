@@ -89,8 +89,8 @@ def fit(items: list[tuple[str, str, int]], width: int) -> list[tuple[str, str]]:
 def device_text(device: str, reading=None) -> str:
     """`cpu`, or on CUDA `cuda:0 H100 80GB HBM3 12.3/79.6 GiB 87%`: the card's name, its memory in use and in all,
     and its utilisation (with nvidia-ml-py), from the newest `GpuReading` the run side took (once a second, on a
-    thread of its own: `nktui.training.published.watch_gpu`); the device alone without one."""
-    from nktui.training.gpu import gpu_text  # (plain Python: no torch)
+    thread of its own); the device alone without one."""
+    from nktui.run.client import gpu_text  # (plain Python: no torch)
 
     text = gpu_text(reading)
     return f"{device} {text}" if text else str(device)

@@ -23,8 +23,8 @@ class PendingStep:
     step: int
     epoch: int
     lr: float
-    loss: torch.Tensor  # 0-d, on the device
-    logits: torch.Tensor  # (batch, classes), detached
+    loss: torch.Tensor  # 0-d, on the device (its graph freed by backward)
+    logits: torch.Tensor  # (batch, classes)
     targets: torch.Tensor
     observation: Observation | None  # None: an unobserved step, whose gradient norms are a row of the health block
 
@@ -57,9 +57,10 @@ class PendingSteps:
             return [], []
         pending, self._steps = self._steps, []
         n, checked = len(pending), len(self.health)
-        losses = torch.stack([p.loss for p in pending]).float()
-        correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
-        values = torch.cat([losses, correct, self.health.rows().flatten()]).tolist()  # a host sync: the one wait
+        with torch.no_grad():  # (the losses and logits are the step's own tensors, not detached copies)
+            losses = torch.stack([p.loss for p in pending]).float()
+            correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
+            values = torch.cat([losses, correct, self.health.rows().flatten()]).tolist()  # a host sync: the one wait
         self.health.clear()
         health = iter(self.health.norms(values[2 * n:], checked))
         elapsed = time.perf_counter() - self._window_start

@@ -140,7 +140,7 @@ class Trainer:
         numbers pending on the device until the next `flush()` (`discard_pending()` drops them). `observe`: with
         the per-layer statistics. Returns the loss, on the device. (`step()` is the same step, observed, with a
         rewind state kept before it and its record made.)"""
-        return self._train_step(observe, tracer)
+        return self._train_step(observe, tracer).detach()
 
     @property
     def trainable_params(self) -> list[tuple[str, nn.Parameter]]:
@@ -244,8 +244,9 @@ class Trainer:
         if observe:
             self._observed_step = self.step_count
             self.trajectory.record(self.step_count)
-        loss = loss.detach()
-        self.pending.add(self.step_count, self._epoch_of(self.step_count), lr, loss, logits.detach(), y, observation)
+        # (loss and logits go to the pending steps as they are: their graph is freed by backward(), and a detach() a
+        # step would cost two more tensors; the flush reads them under no_grad)
+        self.pending.add(self.step_count, self._epoch_of(self.step_count), lr, loss, logits, y, observation)
         return loss
 
     def last_update(self, name: str) -> torch.Tensor | None:
@@ -354,12 +355,14 @@ class Trainer:
         controller.records = self.records
         publish(self, controller)  # RunInfo: readers know the run from here on
         watch_gpu(controller, self.device)
+        def flush_before_waiting() -> bool:
+            return self._flush_running(controller)
+
         try:
             if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
                 controller.report(RunState.RUNNING)
             while True:
-                cmd = controller.next_command(can_step=not self.finished,
-                                              before_wait=lambda: self._flush_running(controller))
+                cmd = controller.next_command(can_step=not self.finished, before_wait=flush_before_waiting)
                 if (cmd.calls or cmd.stop) and self._flush_running(controller):
                     continue  # (a watchpoint among the running steps: the commands wait for the paused loop)
                 if cmd.lr is not None:

@@ -192,7 +192,7 @@ class Trainer:
         self.pending.clear()
 
     def trace_step(self, sample_index: int = 0) -> StepTrace:
-        """One fully observed step, like `step()`, that also records its four phases (see `nktui.engine.debugger.step_trace`)."""
+        """One fully observed step, like `step()`, that also records its four phases (`debugger/step_trace.py`)."""
         tracer = Tracer(self.model, sample_index)
         self.rewinds.before_step(self, single=True)
         try:

@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # a tiny model: one intra-op thread is fastest
 
 from nktui.training import RunConfig, RunState  # noqa: E402
-from nktui.training.checkpoint_keeper import RunKeeper  # noqa: E402
+from nktui.run.checkpoint_keeper import RunKeeper  # noqa: E402
 
 POLL_SECONDS = 0.2  # the app's tick
 WARMUP_STEPS = 20_000

@@ -7,7 +7,7 @@ before it stay valid for `json.loads`, pandas or jq). `write_text_atomic` writes
 or not at all: a temporary file renamed over the old one. `describe_write_error` is the words every such failure
 gets: `cannot write runs/X/metrics.jsonl: No space left on device`.
 
-Checkpoints have their own atomic write (`nktui.training.checkpoint.atomic_save`). Imports neither torch nor Textual.
+Checkpoints have their own atomic write (`nktui.run.checkpoint.atomic_save`). Imports neither torch nor Textual.
 """
 
 from __future__ import annotations

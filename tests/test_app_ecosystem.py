@@ -15,8 +15,8 @@ from textual.widgets import Input, Static
 from nktui import cli
 from nktui.render.heatmap import NEGATIVE_GLYPHS, POSITIVE_GLYPHS, few_colours, glyph, shade_lines
 from nktui.training import RunConfig, RunState, StepRecord
-from nktui.training.exporters import read_csv
-from nktui.training.rundir import read_metrics
+from nktui.run.exporters import read_csv
+from nktui.run.rundir import read_metrics
 from nktui.ui.app import NktuiApp
 from nktui.ui.screens.layer_detail import LayerDetailScreen
 from nktui.ui.screens.save_config import SaveConfigDialog, default_path

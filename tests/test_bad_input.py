@@ -13,8 +13,8 @@ from textual.widgets import Input
 
 from nktui import cli
 from nktui.training import RunConfig, RunState, Trainer
-from nktui.training.checkpoint import load_checkpoint, save_checkpoint
-from nktui.training.rundir import create_run_dir, read_metrics
+from nktui.run.checkpoint import load_checkpoint, save_checkpoint
+from nktui.run.rundir import create_run_dir, read_metrics
 from nktui.ui.app import NktuiApp
 from nktui.ui.screens.confirm import ConfirmDialog
 from nktui.ui.widgets.too_small import TooSmall

@@ -10,9 +10,9 @@ import torch
 from nktui import cli
 from nktui.protocol.errors import ModelError
 from nktui.training import RunConfig, Trainer
-from nktui.training import models, sizing
-from nktui.training.checkpoint import save_checkpoint
-from nktui.training.rundir import create_run_dir
+from nktui.engine import models, sizing
+from nktui.run.checkpoint import save_checkpoint
+from nktui.run.rundir import create_run_dir
 
 
 def test_the_estimate_counts_what_the_built_in_models_hold():

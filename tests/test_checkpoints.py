@@ -11,7 +11,7 @@ from torch import nn
 
 from nktui.protocol.errors import CheckpointError
 from nktui.training import RunConfig, RunState, Trainer
-from nktui.training.checkpoint import (
+from nktui.run.checkpoint import (
     LEGACY_FORMAT,
     atomic_save,
     checkpoint_state,
@@ -19,8 +19,8 @@ from nktui.training.checkpoint import (
     require_resumable,
     save_checkpoint,
 )
-from nktui.training.checkpoint_keeper import Checkpointer
-from nktui.training.state import FORMAT
+from nktui.run.checkpoint_keeper import Checkpointer
+from nktui.engine.state import FORMAT
 
 
 def test_last_pt_holds_the_full_state_and_loads_weights_only(make_trainer, tmp_path):
@@ -133,7 +133,7 @@ def test_a_fault_writes_the_newest_good_state_and_never_an_older_one(tmp_path, c
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 49  # the state just before the failing step 50 (kept state 48, one step replayed)
     trainer = Trainer(config, model=FailsAtStep(10**9))
-    from nktui.training.checkpoint import resume_from
+    from nktui.engine.state import resume_from
 
     resume_from(trainer, state)  # loadable into a fresh trainer of the same model
     assert trainer.step_count == 49

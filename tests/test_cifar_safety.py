@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from nktui.training import DataError, RunConfig
-from nktui.training.cifar import FILES, FOLDER, SafeUnpickler
-from nktui.training.data import load_data
-from nktui.training.sources import load_torchvision
+from nktui.engine.cifar import FILES, FOLDER, SafeUnpickler
+from nktui.engine.data import load_data
+from nktui.engine.sources import load_torchvision
 
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 ROOT = Path(__file__).resolve().parent.parent

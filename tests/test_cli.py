@@ -22,7 +22,7 @@ from nktui.protocol.config import APP_DEFAULT_STEPS
 from nktui.protocol.errors import CheckpointError, ConfigError
 from nktui.protocol.records import EvalResult, LayerStats, frozen_mapping
 from nktui.training import RunConfig, StepRecord, Trainer
-from nktui.training.rundir import (
+from nktui.run.rundir import (
     MetricsWriter,
     atomic_save,
     choose_run_dir,

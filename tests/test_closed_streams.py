@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nktui import safe_files
-from nktui.training.checkpoint import load_checkpoint
+from nktui.run.checkpoint import load_checkpoint
 from pilot_support import record_notifications, until, ui_thread_idle  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from nktui.protocol import commands as c
 from nktui.protocol.run_info import RunInfo
 from nktui.training import RunState
-from nktui.training import commands as engine
+from nktui.engine import commands as engine
 
 EXAMPLES = {
     c.UpdateLive: c.UpdateLive.of(log_every=5),
@@ -56,7 +56,7 @@ def test_commands_are_frozen_and_the_protocol_imports_no_torch_nor_textual():
         c.RewindTo(1).step = 2  # type: ignore[misc]
     assert c.UpdateLive.of({"steps": 9}, watch=False).as_dict() == {"steps": 9, "watch": False}
     assert c.ComputeSurface("a").job != c.ComputeSurface("a").job
-    code = ("import sys, nktui.protocol.commands, nktui.protocol.run_info, nktui.training.control; "
+    code = ("import sys, nktui.protocol.commands, nktui.protocol.run_info, nktui.engine.control; "
             "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -12,8 +12,8 @@ from torch import nn
 from nktui.protocol.records import Rewound
 from nktui.training import RunConfig, RunState, Trainer, WatchHit
 from nktui.run.history import RunHistory
-from nktui.training.rewind import RewindError
-from nktui.training.whatif import log_spaced, lr_whatif
+from nktui.engine.debugger.rewind import RewindError
+from nktui.engine.debugger.whatif import log_spaced, lr_whatif
 
 CONFIGS = {
     "sgd": RunConfig(device="cpu", model="mlp", hidden=(32,), lr=0.1),

@@ -22,9 +22,9 @@ from nktui.protocol.errors import ConfigError
 from nktui.protocol.records import EvalResult
 from nktui.training import RunConfig
 from nktui import safe_files
-from nktui.training.checkpoint import load_checkpoint
-from nktui.training.exporters import RunWriters
-from nktui.training.rundir import MetricsWriter, claim_run_dir, read_metrics, release_run_dir
+from nktui.run.checkpoint import load_checkpoint
+from nktui.run.exporters import RunWriters
+from nktui.run.rundir import MetricsWriter, claim_run_dir, read_metrics, release_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
@@ -100,7 +100,7 @@ def test_a_final_save_that_does_not_fit_exits_1_and_keeps_the_old_last_pt(tmp_pa
     run_dir = tmp_path / "run"
     assert headless(RunConfig(device="cpu", steps=20, run_dir=str(run_dir)))[0] == 0
     from nktui.cli.resume import plan_resume
-    from nktui.training import checkpoint
+    from nktui.run import checkpoint
 
     config, plan = plan_resume(run_dir / "last.pt", {"steps": 40})
 
@@ -127,7 +127,7 @@ def test_a_resume_into_a_folder_that_cannot_be_written_is_refused_before_trainin
     run_dir = tmp_path / "run"
     assert headless(RunConfig(device="cpu", steps=20, run_dir=str(run_dir)))[0] == 0
     from nktui.cli.resume import plan_resume
-    from nktui.training import rundir
+    from nktui.run import rundir
 
     def read_only(path):
         raise OSError(errno.EROFS, "Read-only file system")

@@ -1,4 +1,5 @@
-"""The engine is usable without the UI: importing and training with it never imports textual."""
+"""The engine is usable without the UI: importing and training with it never imports textual, nor the run layer,
+the app or the command line (the run hands the engine its checkpointer and the state to resume from)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,20 @@ def test_importing_the_engine_does_not_import_textual():
     assert run_python("import nktui.training, sys; print('textual' in sys.modules)") == "False"
 
 
+def test_the_engine_and_the_probe_import_no_run_layer_app_nor_command_line():
+    out = run_python(
+        """
+        import sys, pkgutil, importlib, nktui.engine, nktui.engine.debugger, nktui.probe
+        for package in (nktui.engine, nktui.engine.debugger, nktui.probe):
+            for info in pkgutil.iter_modules(package.__path__):
+                importlib.import_module(f"{package.__name__}.{info.name}")
+        print(sorted(m for m in sys.modules if m == "textual" or m.startswith(("textual.", "nktui.run", "nktui.ui",
+                                                                             "nktui.cli", "nktui.training"))))
+        """
+    )
+    assert out.splitlines()[-1] == "[]"
+
+
 def test_training_a_step_does_not_import_textual():
     out = run_python(
         """
@@ -35,7 +50,7 @@ def test_training_a_step_does_not_import_textual():
         ctl.step()
         ctl.stop()
         ctl.join(10)
-        ui_prefixes = ("textual.", "rich", "nktui.ui", "nktui.render")
+        ui_prefixes = ("textual.", "rich", "nktui.ui", "nktui.render", "nktui.run", "nktui.cli")
         ui = sorted(m for m in sys.modules if m == "textual" or m.startswith(ui_prefixes))
         print(json.dumps({"step": record.step, "loss": record.loss, "observed": record.observed,
                           "accuracy": result.accuracy, "state": ctl.state.value, "ui": ui}))

@@ -17,11 +17,11 @@ from rich.console import Console
 from nktui.cli import eval as eval_command
 from nktui.render import eval_tables
 from nktui.render.heatmap import image
-from nktui.training.evaluation import evaluate_in_detail
+from nktui.engine.evaluation import evaluate_in_detail
 from nktui.protocol.records import EvalResult
 from nktui.protocol.results import class_metrics
-from nktui.training.rundir import save_checkpoint
-from nktui.training.state import capture_state
+from nktui.run.rundir import save_checkpoint
+from nktui.engine.state import capture_state
 
 
 def trained(make_trainer, steps: int = 15, **overrides):
@@ -195,7 +195,7 @@ def test_the_confusion_table_shows_every_count(make_trainer):
 
 def test_colour_images_keep_their_three_channels_and_large_ones_are_shrunk(make_trainer):
     from nktui.training import RunConfig, Trainer
-    from nktui.training.sources import ImageSet
+    from nktui.engine.sources import ImageSet
 
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(120) % 3

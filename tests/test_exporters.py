@@ -19,8 +19,9 @@ import pytest
 from nktui import cli
 from nktui.protocol.errors import ConfigError
 from nktui.protocol.records import EvalResult, Histogram, LayerStats, StepRecord, WatchHit, frozen_mapping
-from nktui.training import RunConfig, exporters
-from nktui.training.exporters import (
+from nktui.run import exporters
+from nktui.training import RunConfig
+from nktui.run.exporters import (
     CsvWriter,
     TensorBoardWriter,
     csv_header,
@@ -28,7 +29,7 @@ from nktui.training.exporters import (
     read_csv,
     tensorboard_histogram,
 )
-from nktui.training.rundir import choose_run_dir, create_run_dir, read_metrics
+from nktui.run.rundir import choose_run_dir, create_run_dir, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from nktui.training import RunConfig, RunState, Trainer, WatchHit
-from nktui.training.checkpoint import load_checkpoint
-from nktui.training.instruments import Instruments
-from nktui.training.watch import Watcher
+from nktui.run.checkpoint import load_checkpoint
+from nktui.probe.instruments import Instruments
+from nktui.probe.watch import Watcher
 from test_debugger import NanAtStep  # a model that returns nan once, counted in a buffer
 
 # The README's demo. (ratio_band is off here: it counts measured steps, which depend on when a reader asks; every

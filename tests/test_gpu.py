@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from nktui.training import gpu
-from nktui.training.gpu import GpuMonitor, GpuReading, gpu_line, gpu_monitor, gpu_text
+from nktui.engine import gpu
+from nktui.engine.gpu import GpuMonitor, GpuReading, gpu_line, gpu_monitor, gpu_text
 from nktui.ui.widgets.status_bar import device_text
 
 GIB = 2**30
@@ -99,7 +99,7 @@ def test_the_run_side_publishes_the_reading_once_a_second(monkeypatch):
     import time
 
     from nktui.training import Controller
-    from nktui.training.published import watch_gpu
+    from nktui.engine.published import watch_gpu
 
     from dataclasses import replace
 

@@ -1,10 +1,11 @@
 """The import contracts in pyproject.toml's [tool.importlinter] hold: `lint-imports`, run on this checkout's nktui.
 
-The layers (cli > ui > signals, streams, gc_policy, messages > training | render > protocol > safe_files), the protocol
-and the renderers free of torch and Textual, the engine free of the app, the command
-line and Textual, the app free of the command line, the commands never importing the package nktui.cli itself,
-and no import cycle among siblings anywhere in nktui. The contracts' ids are checked too, so that a contract
-dropped from pyproject.toml fails here.
+The layers (cli > ui > run > streams, gc_policy, messages > engine | render > probe > protocol > safe_files), the
+protocol and the renderers free of torch and Textual, the engine and the probe free of the run layer, the app, the
+command line and Textual, the probe free of the engine, the app free of the command line, the engine, the probe and
+torch, nothing inside nktui importing the script API's re-export nktui.training, the commands never importing the
+package nktui.cli itself, and no import cycle among siblings anywhere in nktui. The contracts' ids are checked too,
+so that a contract dropped from pyproject.toml fails here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACTS = {"layers", "protocol", "render", "engine", "ui", "cli-package", "acyclic"}
+CONTRACTS = {
+    "layers", "protocol", "render", "engine", "probe", "ui", "ui-engine", "script-api", "cli-package", "acyclic",
+}
 
 
 def lint_imports() -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nktui.training import StepRecord
-from nktui.training.instruments import Instruments
+from nktui.probe.instruments import Instruments
 
 
 def test_gradient_statistics_match_direct_computation(make_trainer):

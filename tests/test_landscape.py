@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from nktui.protocol.results import SurfaceCancelled, SurfaceRequest, WeightRef, parse_weight_ref
-from nktui.training.landscape import SurfaceProgress, compute_surface, evaluation_batch, grid_offsets
-from nktui.training.landscape_directions import filter_normalise, random_directions
-from nktui.training.trajectory import Trajectory
+from nktui.engine.debugger.landscape import SurfaceProgress, compute_surface, evaluation_batch, grid_offsets
+from nktui.engine.debugger.landscape_directions import filter_normalise, random_directions
+from nktui.probe.trajectory import Trajectory
 
 
 def trained(make_trainer, steps: int = 6, **overrides):
@@ -368,7 +368,7 @@ class SlowLinear(torch.nn.Module):
 
 def test_a_slow_model_gets_a_coarser_grid_within_the_budget():
     from nktui.protocol.results import BUDGET_SECONDS, SurfaceRequest
-    from nktui.training.landscape import compute_surface
+    from nktui.engine.debugger.landscape import compute_surface
 
     from nktui.training import RunConfig, Trainer
 

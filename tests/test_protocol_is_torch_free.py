@@ -80,10 +80,10 @@ def dumps(value) -> bytes:
 def test_the_debuggers_results_hold_plain_values_and_unpickle_without_torch():
     from nktui.protocol import SurfaceRequest
     from nktui.training import RunConfig, Trainer
-    from nktui.training.evaluation import evaluate_in_detail
-    from nktui.training.layer_snapshot import layer_snapshot
-    from nktui.training.landscape import compute_surface
-    from nktui.training.whatif import lr_whatif
+    from nktui.engine.evaluation import evaluate_in_detail
+    from nktui.engine.debugger.layer_snapshot import layer_snapshot
+    from nktui.engine.debugger.landscape import compute_surface
+    from nktui.engine.debugger.whatif import lr_whatif
 
     trainer = Trainer(RunConfig(dataset="digits", model="mlp", hidden=(8,), batch_size=16, device="cpu", seed=0))
     for _ in range(3):

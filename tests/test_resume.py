@@ -14,8 +14,8 @@ from nktui import cli
 from nktui.cli.resume import plan_resume
 from nktui.protocol.errors import ConfigError
 from nktui.training import RunConfig, RunState, Trainer
-from nktui.training.checkpoint import load_checkpoint, save_checkpoint
-from nktui.training.rundir import create_run_dir, read_metrics
+from nktui.run.checkpoint import load_checkpoint, save_checkpoint
+from nktui.run.rundir import create_run_dir, read_metrics
 
 ARGS = ["--model", "mlp", "--hidden", "16", "--momentum", "0.9", "--batch-size", "32", "--device", "cpu"]
 

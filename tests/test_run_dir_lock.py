@@ -22,8 +22,8 @@ from nktui import cli
 from nktui.cli.resume import plan_resume
 from nktui.protocol.errors import RunDirInUse
 from nktui.training import ConfigError, RunConfig
-from nktui.training.checkpoint_keeper import RunKeeper
-from nktui.training.rundir import (
+from nktui.run.checkpoint_keeper import RunKeeper
+from nktui.run.rundir import (
     LOCK_FILE,
     check_not_in_use,
     choose_run_dir,
@@ -39,14 +39,14 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 HOLDER = """
 import sys, time
 from pathlib import Path
-from nktui.training.rundir import claim_run_dir
+from nktui.run.rundir import claim_run_dir
 path = claim_run_dir(sys.argv[1])
 print("ready", flush=True)
 time.sleep(600)
 """
 RACER = """
 import sys, time
-from nktui.training.rundir import claim_run_dir, default_run_dir
+from nktui.run.rundir import claim_run_dir, default_run_dir
 start, now = float(sys.argv[1]), float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 print(claim_run_dir(default_run_dir(now=now), fresh=True), flush=True)
@@ -225,7 +225,7 @@ def test_claims_in_one_process_are_counted_and_a_held_run_is_not_overwritten(tmp
     assert claim_run_dir(folder) == folder  # this process holds it already: granted, counted
     check_not_in_use(folder)  # (not in use by another process)
     release_run_dir(folder)
-    probe = subprocess.run([sys.executable, "-c", f"from nktui.training.rundir import check_not_in_use; "
+    probe = subprocess.run([sys.executable, "-c", f"from nktui.run.rundir import check_not_in_use; "
                             f"check_not_in_use({str(folder)!r})"], env=ENV, capture_output=True, text=True)
     assert probe.returncode == 1 and f"in use by nktui process {os.getpid()}" in probe.stderr
     release_run_dir(folder)
@@ -243,7 +243,7 @@ def test_claims_in_one_process_are_counted_and_a_held_run_is_not_overwritten(tmp
 
 # -- the app: the first folder before the screen, a restart's beside it -------------------------------------------
 def test_the_app_claims_its_folder_before_the_screen_and_a_restart_the_next_one(tmp_path, monkeypatch):
-    from nktui.training import runlock
+    from nktui.run import runlock
     from nktui.ui import run_lifecycle
     from nktui.ui.session import Session
 

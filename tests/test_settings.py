@@ -67,7 +67,7 @@ def test_the_config_pane_is_the_settings_with_a_pane_label():
 
 
 def test_what_applies_live_is_what_update_live_takes(make_trainer):
-    from nktui.training.trainer import Trainer
+    from nktui.engine.trainer import Trainer
 
     assert Trainer.LIVE_SETTINGS == LIVE_UPDATES == LIVE - {"lr"}  # the LR goes through set_lr
     trainer = make_trainer(steps=100)
@@ -102,7 +102,7 @@ def test_every_watchpoint_the_watcher_reports_has_its_switch():
     import re
     from pathlib import Path
 
-    import nktui.training.watch as watch
+    import nktui.probe.watch as watch
 
     names = set(re.findall(r'WatchHit\("(\w+)"', Path(watch.__file__).read_text()))
     assert names - {"nonfinite"} == set(WATCH_FLAGS)  # a nan/inf loss or gradient is always caught: --no-watch only

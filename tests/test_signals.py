@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nktui import signals
+from nktui.run import signals
 from nktui.training import RunState
-from nktui.training.checkpoint import load_checkpoint
+from nktui.run.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 START_DEADLINE = 120.0  # four processes importing torch at once on two loaded cores

@@ -12,7 +12,7 @@ from torch import nn
 
 from nktui.protocol.config import DEFAULT_STEPS
 from nktui.training import ConfigError, EvalResult, ModelError, RunConfig, StepRecord, Trainer
-from nktui.training.models import load_factory
+from nktui.engine.models import load_factory
 
 
 def params(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from rich.console import Console, Group
 from torch import nn
 
 from nktui.render.format import ROUNDING, number, number_at_scale
-from nktui.training.instruments import Instruments
+from nktui.probe.instruments import Instruments
 from nktui.ui.screens.layer_detail import histogram_text, stats_table
 
 

@@ -80,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
 
             config = config.replace(steps=APP_DEFAULT_STEPS)  # the app's run goes on until stopped (or this)
         code = run_app_command(config, options)
-    from ..signals import leave
+    from ..run.signals import leave
 
     return leave(code)  # after SIGTERM/SIGHUP/SIGINT: out now, not after torch's slow teardown
 
 
 def run_app_command(config: Any, options: Options) -> int:
     if config.device not in ("auto", "cpu"):  # a device asked for by name: there, or one line before the screen opens
-        from ..training.devices import resolve_device  # (imports torch here: only when a device is named)
+        from ..engine.devices import resolve_device  # (imports torch here: only when a device is named)
         from ..protocol.errors import NktuiError
 
         try:

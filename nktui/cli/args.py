@@ -125,7 +125,7 @@ def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:
     """(validated RunConfig, Options) from a command line; runs nothing. Raises ConfigError for bad values."""
     args, options = parse_args(argv)
     from ..protocol.config import cap_threads  # the engine, once parsing is done: --help stays instant
-    from ..training.sizing import check_model_fits
+    from ..engine.sizing import check_model_fits
 
     config, options = _build_config(args, options)
     check_model_fits(config)  # a model that cannot fit in memory: one line now, not a MemoryError later

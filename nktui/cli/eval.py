@@ -1,7 +1,7 @@
 """`nktui eval PATH`: evaluate a checkpoint's weights without the app and print the evaluation screen's tables.
 
-The checkpoint is either a state from `nktui.training.state.capture_state` saved with `torch.save`, or a run's
-`last.pt` (`nktui.training.rundir`). Its config rebuilds the run's data set (the same seeded split) and model, the
+The checkpoint is either a state from `nktui.engine.state.capture_state` saved with `torch.save`, or a run's
+`last.pt` (`nktui.run.rundir`). Its config rebuilds the run's data set (the same seeded split) and model, the
 weights are loaded, and `evaluate_in_detail` runs: the code the app's evaluation screen runs. Printed: the summary,
 the confusion matrix, the per-class table, and the most confidently wrong examples (as pictures on a terminal, one
 line each otherwise).
@@ -41,7 +41,7 @@ def make_parser() -> argparse.ArgumentParser:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint (a run's last.pt, a folder holding one, or a saved state) with at least config, model and
     step; CheckpointError says what is wrong."""
-    from ..training.checkpoint import load_checkpoint
+    from ..run.checkpoint import load_checkpoint
 
     return load_checkpoint(path)
 
@@ -49,9 +49,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def trainer_for_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None,
                            download: bool | None = None):
     """A Trainer rebuilt from the checkpoint's config (data, model) with the checkpoint's weights and step."""
-    from ..training import RunConfig, Trainer
+    from ..engine import Trainer
+    from ..protocol.config import RunConfig
     from ..protocol.errors import CheckpointError
-    from ..training.state import load_weights
+    from ..engine.state import load_weights
 
     state = read_checkpoint(path)
     changes: dict[str, Any] = {"device": device}
@@ -74,7 +75,7 @@ def trainer_for_checkpoint(path: str | Path, *, device: str = "auto", data_dir: 
 def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None, split: str = "val",
                         wrong: int = 8, download: bool | None = None):
     """The `Evaluation` of a checkpoint's weights: what `nktui eval` prints."""
-    from ..training.evaluation import evaluate_in_detail
+    from ..engine.evaluation import evaluate_in_detail
 
     trainer = trainer_for_checkpoint(path, device=device, data_dir=data_dir, download=download)
     return evaluate_in_detail(trainer, split, wrong)

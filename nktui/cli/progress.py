@@ -10,7 +10,7 @@ from typing import TextIO
 
 from ..render.format import number, rate  # (text only: no Textual)
 from ..protocol import EvalResult, StepRecord
-from ..training import Trainer
+from ..engine import Trainer
 
 
 class Progress:

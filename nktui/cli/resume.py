@@ -51,8 +51,8 @@ def flag(name: str) -> str:
 def plan_resume(path: str | Path, given: dict[str, Any]) -> tuple[RunConfig, ResumePlan]:
     """(the config to go on with, the plan) for `--resume path` with the command line's `given` flags (field name ->
     value as parsed; `lr` already a float). ConfigError / CheckpointError say what is wrong."""
-    from ..training.checkpoint import load_checkpoint, require_resumable
-    from ..training.rundir import (
+    from ..run.checkpoint import load_checkpoint, require_resumable
+    from ..run.rundir import (
         CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, check_not_in_use, choose_run_dir, default_run_dir,
     )
 

@@ -3,11 +3,11 @@
 Threads: the trainer is built and trained on its own thread (`Trainer.launch`), and every tensor operation,
 evaluation and checkpoint save happens there (`controller.call`). This thread runs no tensor code at all: it
 polls `trainer.records` a few times a second, writes `metrics.jsonl` rows (and metrics.csv and TensorBoard events
-with `--csv`, `--tensorboard`: `nktui.training.exporters`), prints progress (a rich bar on a terminal, plain lines
+with `--csv`, `--tensorboard`: `nktui.run.exporters`), prints progress (a rich bar on a terminal, plain lines
 otherwise), and at the end asks the training thread for `last.pt` and the final evaluations. Ctrl+C, SIGTERM
-and SIGHUP (the terminal or the SSH connection went away: `nktui.signals`) stop at a step boundary, save
+and SIGHUP (the terminal or the SSH connection went away: `nktui.run.signals`) stop at a step boundary, save
 `last.pt` first, print the summary and, as the last line, how to resume (exit 0). `--resume` continues a
-checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.training.checkpoint_keeper`).
+checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.run.checkpoint_keeper`).
 
 Write faults never end a run: a metrics file that cannot be written (a full disk) or a periodic last.pt that does
 not fit is one warning and the run goes on; stdout or stderr closed, full or gone (`nktui.streams`) drops what
@@ -40,16 +40,16 @@ from ..messages import (
     one_line,
     print_error,
 )
-from ..signals import StopSignals
+from ..run.signals import StopSignals
 from ..streams import StreamOutput
 from ..protocol import NktuiError, RunConfig, RunState
 from ..protocol.config import watch_off_flags
 from ..run.driver import DONE, Final, RunDriver
 from ..run.files import RunKeeper, choose_run_dir, holds_step
-from ..training import Trainer
-from ..training.devices import describe_device
-from ..training.exporters import check_exports
-from ..training.gpu import gpu_line, gpu_monitor
+from ..engine import Trainer
+from ..engine.devices import describe_device
+from ..run.exporters import check_exports
+from ..engine.gpu import gpu_line, gpu_monitor
 from .progress import BarProgress, PlainProgress
 from .run_report import Outcome, Reporter, last_line, summary
 

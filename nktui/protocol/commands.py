@@ -5,7 +5,7 @@
     controller.submit(job); controller.submit(Cancel(job.job))
 
 The training thread runs a command at its next step boundary through one engine function per command class
-(`nktui.training.commands.HANDLERS`). The controller's own commands (`Pause`, `Resume`, `Step`, `SetLr`, `Stop`,
+(`nktui.engine.commands.HANDLERS`). The controller's own commands (`Pause`, `Resume`, `Step`, `SetLr`, `Stop`,
 `Cancel`) take effect at once, on the caller's thread, and their Future is already done when `submit` returns.
 
 A long command carries a `job` number: `Cancel(job)` stops it (at its next grid row for a surface; before it starts
@@ -75,7 +75,7 @@ class RewindTo:
 
 @dataclass(frozen=True)
 class ComputeSurface:
-    """The loss surface for a `nktui.training.landscape.SurfaceRequest`: a `Surface`. Cancellable by `job`."""
+    """The loss surface for a `nktui.engine.debugger.landscape.SurfaceRequest`: a `Surface`. Cancellable by `job`."""
 
     request: Any  # a SurfaceRequest (a frozen dataclass of plain values)
     job: int = field(default_factory=new_job)

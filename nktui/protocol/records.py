@@ -1,7 +1,7 @@
 """Immutable records the trainer publishes: one per step, one per evaluation, one per rewind, resume or watchpoint hit.
 
 Records hold plain Python numbers, never tensors, so any thread can read them at any time without touching the
-device. `LayerStats` are present only on *observed* steps (see `nktui.training.instruments`); the loss, accuracy and
+device. `LayerStats` are present only on *observed* steps (see `nktui.probe.instruments`); the loss, accuracy and
 learning rate of every step are always there.
 """
 
@@ -130,7 +130,7 @@ class Resumed:
 
 @dataclass(frozen=True, slots=True)
 class WatchHit:
-    """A watchpoint fired at `step` (the step whose numbers tripped it); see `nktui.training.watch`.
+    """A watchpoint fired at `step` (the step whose numbers tripped it); see `nktui.probe.watch`.
 
     `record`: that step's record with its full statistics, when the fault finder re-took it exactly.
     `stopped_before`: the run was put back to just before `step` (so `step` has not happened); False when it

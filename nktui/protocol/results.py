@@ -1,8 +1,9 @@
 """The results the debugger's commands return: a traced step, an LR what-if, a loss surface, a layer snapshot and a
 detailed evaluation, and what a surface is asked for with (`SurfaceRequest`, `WeightRef`).
 
-They are built on the training thread (`nktui.training.trace`, `whatif`, `landscape`, `inspect`, `evaluation`)
-and read by any front end. Every field holds plain Python values (numbers, strings, tuples, records), never a
+They are built on the training thread (`nktui.engine.debugger`'s `step_trace`, `whatif`, `landscape`, `layer_snapshot`,
+`nktui.engine.evaluation`) and read by any front end.
+Every field holds plain Python values (numbers, strings, tuples, records), never a
 tensor: reading one needs no device and no torch, and a result pickles without torch (for a run in its own
 process). Images and weight grids are nested tuples of floats (`Grid`, `Image`).
 """
@@ -19,7 +20,7 @@ from .records import EvalResult, Grid, StepRecord, ratio
 Image = tuple[Grid, ...]  # channels x height x width
 
 
-# -- a traced step (nktui.training.step_trace) ---------------------------------------------------------------------
+# -- a traced step (nktui.engine.debugger.step_trace) ------------------------------------------------------------------
 @dataclass(frozen=True)
 class ForwardLayer:
     name: str
@@ -80,7 +81,7 @@ class StepTrace:
         return max(range(len(self.probabilities)), key=self.probabilities.__getitem__)
 
 
-# -- LR what-if (nktui.training.whatif) -----------------------------------------------------------------------
+# -- LR what-if (nktui.engine.debugger.whatif) -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WhatIf:
     step: int  # the step the curve is about (the next one)
@@ -95,7 +96,7 @@ class WhatIf:
         return min(finite)[1] if finite else self.current_lr
 
 
-# -- the loss surface (nktui.training.landscape) --------------------------------------------------------------
+# -- the loss surface (nktui.engine.debugger.landscape) ----------------------------------------------------------------
 MODES = ("weights", "random", "path")
 DEFAULT_RESOLUTION = 31
 DEFAULT_SAMPLES = 256
@@ -208,7 +209,7 @@ class Surface:
         return self.xs[-1]
 
 
-# -- a layer snapshot (nktui.training.layer_snapshot) ----------------------------------------------------------------
+# -- a layer snapshot (nktui.engine.debugger.layer_snapshot) -----------------------------------------------------------
 @dataclass(frozen=True)
 class LayerSnapshot:
     name: str
@@ -227,7 +228,7 @@ class LayerSnapshot:
     kernel_filters: int = 0  # how many output filters the layer has (kernels holds the first max_kernels)
 
 
-# -- a detailed evaluation (nktui.training.evaluation) --------------------------------------------------------
+# -- a detailed evaluation (nktui.engine.evaluation) -------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClassMetrics:
     """One class, one-vs-rest: precision = TP / predicted, recall = TP / support, accuracy = (TP + TN) / total."""

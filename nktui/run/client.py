@@ -23,7 +23,7 @@ from typing import Any
 from ..protocol import NktuiError, RunConfig, RunState
 from ..protocol.commands import Cancel, JobProgress
 from ..protocol.run_info import RunInfo
-from ..training.gpu import GpuReading, gpu_text  # noqa: F401 (plain Python: the status bar's GPU text, from here)
+from ..engine.gpu import GpuReading, gpu_text  # noqa: F401 (plain Python: the status bar's GPU text, from here)
 from .driver import SAVE_TIMEOUT, RunDriver, save_problem  # noqa: F401 (the app reaches them through the client)
 from .files import RunKeeper
 

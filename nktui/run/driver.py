@@ -31,8 +31,8 @@ from ..gc_policy import freeze_what_is_built
 from ..protocol import EvalResult, NktuiError, RunConfig, RunState
 from ..protocol.run_info import RunInfo
 from ..safe_files import describe_write_error
-from ..training import Controller, launch
-from ..training.checkpoint_keeper import RunKeeper
+from ..engine import Controller, launch
+from .checkpoint_keeper import RunKeeper
 
 SAVE_TIMEOUT = 2.0  # an app's exit waits at most this long for the trainer to write last.pt
 DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
@@ -85,7 +85,7 @@ class RunDriver:
         self.config = config
         self.keeper = keeper
         self.controller: Controller | None = None
-        self.exports: Any = None  # the open writers (nktui.training.exporters.RunWriters)
+        self.exports: Any = None  # the open writers (nktui.run.exporters.RunWriters)
         self.writers: Any = None  # the same, kept after closing: what they wrote, what failed
         self.seq = 0  # the newest record drained
         self.lost = 0  # records that fell out of the buffer before a drain saw them
@@ -101,10 +101,10 @@ class RunDriver:
         return self.keeper.claim() if self.keeper is not None else None
 
     def launch(self, *, paused: bool = False, **trainer_kwargs: Any) -> Controller:
-        """Start the training thread; the trainer is built there (`nktui.training.launch`), with the keeper's
+        """Start the training thread; the trainer is built there (`nktui.engine.launch`), with the keeper's
         checkpointer and the checkpoint to resume from, and TensorBoard's histograms when the config asks."""
         if self.config.tensorboard:  # gradient histograms on observed steps, for TensorBoard to draw
-            from ..training.exporters import TENSORBOARD_BINS
+            from .exporters import TENSORBOARD_BINS
 
             trainer_kwargs.setdefault("histogram_bins", TENSORBOARD_BINS)
         if self.keeper is not None:
@@ -133,7 +133,7 @@ class RunDriver:
     def open_exports(self, run_dir: str | Path | None = None) -> Any:
         """metrics.jsonl (and metrics.csv, TensorBoard events) in `run_dir` (default: the keeper's folder), fed by
         every `drain` from now on. Needs the built run's layer names. OSError / NktuiError when they cannot open."""
-        from ..training.exporters import open_writers
+        from .exporters import open_writers
 
         if self.exports is None:
             folder = run_dir if run_dir is not None else self.run_dir

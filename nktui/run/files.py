@@ -2,7 +2,7 @@
 use (so that the app reaches them through the run layer, never the engine).
 
 `next_run_dir` is where a restart writes (`<run-dir>-2`, `-3` ...). The folder itself (made, locked, config.toml,
-metrics rows, nktui.log) is `nktui.training.rundir`'s; last.pt and the exit line `nktui.training.checkpoint_keeper`'s
+metrics rows, nktui.log) is `nktui.run.rundir`'s; last.pt and the exit line `nktui.run.checkpoint_keeper`'s
 (`RunKeeper`, `holds_step`). Imports neither torch nor Textual.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..training.checkpoint_keeper import RunKeeper, holds_step, resume_command
-from ..training.rundir import (
+from .checkpoint_keeper import RunKeeper, holds_step, resume_command
+from .rundir import (
     METRICS_FILE,
     RUN_FILES,
     choose_run_dir,

@@ -1,1 +1,1 @@
-"""The Textual app: panes, screens and dialogs that drive the engine in `nktui.training`."""
+"""The Textual app: panes, screens and dialogs that drive a run through `nktui.run` (its `RunClient`)."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from nktui.run.driver import SAVE_TIMEOUT  # an exit waits at most this long for the trainer to write last.pt
 from nktui.run.files import RunKeeper, holds_run, next_run_dir  # noqa: F401 (a restart's folder: next_run_dir)
-from nktui.signals import STOP_SIGNALS, StopSignals, exit_watchdog, handled
+from nktui.run.signals import STOP_SIGNALS, StopSignals, exit_watchdog, handled
 
 SIGNAL_EXIT_SECONDS = 2.8  # after a stop signal the process has exited by then, whatever else happens
 

@@ -4,7 +4,7 @@ Validation loss and accuracy, the confusion matrix coloured by count, per-class 
 and the validation samples the model got wrong while most sure of itself, drawn as pictures (half blocks; RGB for
 3-channel images) with their true and predicted class and the probability given to the prediction.
 
-The evaluation (`nktui.training.evaluation.evaluate_in_detail`) runs on the training thread between steps (an
+The evaluation (`nktui.engine.evaluation.evaluate_in_detail`) runs on the training thread between steps (an
 `Evaluate(detailed=True)` command); it is the same `Trainer.evaluate` as the periodic validation, so its result also lands on the
 loss plot. `r` evaluates again (after more steps), `v` opens the loss surface.
 """

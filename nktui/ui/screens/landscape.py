@@ -1,7 +1,7 @@
 """LandscapeScreen: the loss surface around the current weights with the descent path on it, and the loss along
 the last step.
 
-The surface (`nktui.training.landscape.compute_surface`) is computed on the training thread as one
+The surface (`nktui.engine.debugger.landscape.compute_surface`) is computed on the training thread as one
 `ComputeSurface` command: training waits until it is done (the screen says so), and every weight is put back bit for
 bit afterwards. A progress bar follows the grid rows through the `JobProgress` the training thread reports; Esc
 sends `Cancel(job)`, which stops it at the next row. The map

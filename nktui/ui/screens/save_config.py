@@ -27,7 +27,7 @@ RUN_DIR_FILE = "saved-config.toml"  # in a run directory: config.toml is the con
 
 def default_path(session) -> Path:
     """`<run dir>/saved-config.toml` when the session has a run directory, else `./nktui-config.toml`."""
-    keeper = getattr(session, "keeper", None)  # (nktui.training.checkpoint_keeper.RunKeeper: the app's run directory)
+    keeper = getattr(session, "keeper", None)  # (nktui.run.checkpoint_keeper.RunKeeper: the app's run directory)
     run_dir = getattr(keeper, "run_dir", None) or getattr(session, "run_dir", None)
     return Path(run_dir) / RUN_DIR_FILE if run_dir else Path(DEFAULT_FILE)
 

@@ -1,6 +1,6 @@
 """WhatIfScreen: the loss the next step would give at a dozen learning rates; pick one to apply.
 
-Computed on the training thread by `nktui.training.whatif.lr_whatif` (a few forward passes along the real update
+Computed on the training thread by `nktui.engine.debugger.whatif.lr_whatif` (a few forward passes along the real update
 direction; the run does not move). The curve is drawn against a log LR axis with the current LR marked, and the
 table below lists the points: Enter applies the selected LR from the next step on.
 """

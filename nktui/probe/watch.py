@@ -1,4 +1,4 @@
-"""Watchpoints: conditions that stop the run just before the step that met them (`nktui.training.fault`).
+"""Watchpoints: conditions that stop the run just before the step that met them (`nktui.engine.debugger.fault`).
 
 Every step is checked, in step order, when its record is made (`Trainer.flush`): the loss and each layer's
 gradient norm are known for every step (computed on the device with the step, read in the flush's one transfer);
@@ -80,7 +80,7 @@ class Watcher:
         return [h for h in hits if (h.watchpoint, h.layer) not in self._fired]
 
     def first_suspect(self, records, norms) -> int:
-        """The first of these records the exact `check` must see (`nktui.training.watch_screen`)."""
+        """The first of these records the exact `check` must see (`nktui.probe.watch_screen`)."""
         return first_suspect(self, records, norms)
 
     def commit_many(self, records, norms) -> None:

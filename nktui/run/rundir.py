@@ -4,12 +4,12 @@
         config.toml     RunConfig.save() at the start: `nktui --config runs/.../config.toml` repeats the run
         metrics.jsonl   one JSON object per line, written by the reader of `trainer.records` (never the trainer);
                         a full disk cuts it at a whole row and is said once (nktui.safe_files)
-        last.pt         the newest checkpoint, written atomically on the training thread (nktui.training.checkpoint)
+        last.pt         the newest checkpoint, written atomically on the training thread (nktui.run.checkpoint)
         nktui.log       the traceback, when the training thread failed; how a run stopped on a signal
         .lock           held (flock) by the nktui process whose run writes here; it holds that process's id
 
 A run owns its folder: `claim_run_dir` makes it (a fresh `runs/<date-time>` with an exclusive mkdir, `-2`, `-3` ...
-when another process made that name first) and locks it (`nktui.training.runlock`: `.lock`, flock) for as long as
+when another process made that name first) and locks it (`nktui.run.runlock`: `.lock`, flock) for as long as
 the run can write there; a folder another live nktui process holds is refused with one line naming its pid, and so
 is one nktui cannot write into (`check_writable`: a read-only folder or mount, before anything trains).
 
@@ -26,7 +26,7 @@ they carry per-layer statistics; layer names are `model.named_parameters()` name
 every validation evaluation. JSON has no NaN or infinity: a non-finite number (a diverged loss, an update ratio
 over a zero weight) is written as `null`, so every line stays valid JSON for `json.loads`, jq or pandas.
 
-Checkpoints hold the run's full state (`nktui.training.state`: model, optimizer, config, step, epoch, every RNG) as
+Checkpoints hold the run's full state (`nktui.engine.state`: model, optimizer, config, step, epoch, every RNG) as
 plain values (CPU tensors, dicts, lists, numbers, strings), so they load with `torch.load(path, weights_only=True)`.
 Nothing here imports Textual.
 """
@@ -118,7 +118,7 @@ def create_run_dir(path: Path, config: RunConfig) -> Path:
     return path
 
 
-# -- claiming the folder: made, and locked (nktui.training.runlock) -----------------------------------------------
+# -- claiming the folder: made, and locked (nktui.run.runlock) -----------------------------------------------
 def claim_run_dir(path: str | Path, *, fresh: bool = False, resume: bool = False) -> Path:
     """Make the run directory and lock it for this process; returns the folder (see the module's docstring).
 
@@ -348,7 +348,7 @@ def earlier_records(path: str | Path, up_to: int) -> list[StepRecord | EvalResul
     return records
 
 
-# -- checkpoints: in nktui.training.checkpoint (the full state); the names stay importable from here -------------
+# -- checkpoints: in nktui.run.checkpoint (the full state); the names stay importable from here -------------
 CHECKPOINT_FUNCTIONS = ("atomic_save", "checkpoint_state", "load_checkpoint", "save_checkpoint")
 
 

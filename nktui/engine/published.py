@@ -55,7 +55,7 @@ def publish(trainer, controller) -> None:
 
 
 def watch_gpu(controller, device: Any) -> threading.Thread | None:
-    """On CUDA: a daemon thread that puts the card's reading (`nktui.training.gpu`) on `controller.gpu` once a
+    """On CUDA: a daemon thread that puts the card's reading (`nktui.engine.gpu`) on `controller.gpu` once a
     second while the training thread lives. None on any other device."""
     from .gpu import INTERVAL, gpu_monitor
 

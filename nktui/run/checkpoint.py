@@ -1,6 +1,6 @@
 """Checkpoints: `last.pt` holds a run's full state, written atomically, read back with `weights_only=True`.
 
-A checkpoint is `nktui.training.state.capture_state(trainer)` with every tensor on the CPU: the model, the
+A checkpoint is `nktui.engine.state.capture_state(trainer)` with every tensor on the CPU: the model, the
 optimizer (moments, step counts, the LR in use), the config, the step and epoch, the data set's name and classes,
 the model's parameter signature, and every RNG (torch, CUDA, numpy, Python). The data position needs nothing
 more: batch s is a pure function of the seed and s. So restoring a checkpoint and training on gives bit for bit
@@ -13,7 +13,7 @@ inf is never written: the last good checkpoint stays.
 Reading checks more than the format: `require_resumable` refuses a state that is damaged or edited (a negative
 step, no RNG state, weights of other shapes than its signature names) in one line, before anything is built.
 
-Who writes `last.pt`: `nktui.training.checkpoint_keeper.Checkpointer`, attached to the trainer, on the training thread.
+Who writes `last.pt`: `nktui.run.checkpoint_keeper.Checkpointer`, attached to the trainer, on the training thread.
 Nothing here imports Textual.
 """
 
@@ -28,7 +28,7 @@ import torch
 
 from ..protocol.errors import CheckpointError
 from ..safe_files import replacing
-from .state import FORMAT, VERSION, capture_state, map_tensors, restore_state
+from ..engine.state import FORMAT, VERSION, capture_state, map_tensors
 
 LEGACY_FORMAT = "nktui-checkpoint"  # last.pt of nktui before checkpoints held the RNGs: weights only, no resume
 REQUIRED = ("model", "optimizer", "config", "step", "epoch", "rng", "signature", "dataset", "classes")
@@ -182,13 +182,3 @@ def _damage(state: Mapping[str, Any]) -> str | None:
             return f"its signature says {name} is {'x'.join(map(str, shape))}, but it holds {held}"
     return None
 
-
-def resume_from(trainer: Any, state: dict[str, Any], *, lr: float | None = None) -> None:
-    """Put a freshly built trainer where the checkpoint stopped: weights, optimizer, step, RNGs. `lr`: the LR to
-    go on with instead of the one the checkpoint was using. CheckpointError if the state is of another model or
-    data set (it says what differs)."""
-    restore_state(trainer, state)
-    if lr is not None:
-        trainer.set_lr(lr)
-    trainer.trajectory.clear()  # the descent path starts here: the steps before are not in memory
-    trainer.trajectory.record(trainer.step_count)

@@ -1,6 +1,6 @@
 """Every step's health check: each parameter's gradient norm, left on the device in one block, a row a step.
 
-The watchpoints check every step (`nktui.training.watch`), so this runs on every step the UI does not measure,
+The watchpoints check every step (`nktui.probe.watch`), so this runs on every step the UI does not measure,
 and it is most of what nktui adds to a bare step: it reads every gradient value once. The block is allocated
 once and each step writes its row in place, so that a flush reads all rows with the losses in one transfer,
 with no `stack` of hundreds of 0-d tensors first.

@@ -5,9 +5,9 @@
 `release_run_dir` or the process's end: the kernel drops the lock of a dead process (kill -9 included), and the
 next run simply takes a stale `.lock` over. A folder whose lock another process holds is refused with
 `RunDirInUse`, one line naming that process. Taking a folder removes the temporary checkpoint files
-(`.last.pt.tmp-<pid>`, `nktui.training.checkpoint.atomic_save`) that dead processes left there.
+(`.last.pt.tmp-<pid>`, `nktui.run.checkpoint.atomic_save`) that dead processes left there.
 
-This module owns the lock itself; `nktui.training.rundir.claim_run_dir` makes the folder and calls it (the one
+This module owns the lock itself; `nktui.run.rundir.claim_run_dir` makes the folder and calls it (the one
 entry point: `RunKeeper.claim`/`create`, `nktui train`, the app, resume). Unix only (fcntl); imports no torch.
 """
 

@@ -9,7 +9,7 @@ into `StepRecord`s with one host transfer, checks every one of them against the 
 publishes them into `trainer.records`. The loop flushes when somebody will look (an observed step), before it
 pauses, and at least every FLUSH_EVERY steps, so the host waits for the device a few times a second, not once a
 step. When a watchpoint trips while the run trains, the loop goes back to just before that step and pauses
-(`nktui.training.fault`).
+(`nktui.engine.debugger.fault`).
 """
 
 from __future__ import annotations
@@ -26,25 +26,23 @@ from ..protocol.errors import ConfigError
 from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
 from ..protocol.state import RunState
 from .buffer import RecordBuffer
-from .checkpoint import resume_from
 from .commands import execute
 from .control import Controller, launch
 from .data import DataSource, TensorSource, load_data
 from .devices import resolve_device
-from .fault import Flagged, stop_before
+from .debugger.fault import Flagged, stop_before
 from .evaluation import evaluate_split
-from .instruments import Instruments
-from .pending import PendingSteps
+from ..probe.instruments import Instruments
+from ..probe.pending import PendingSteps
 from .published import publish, watch_gpu
-from .checkpoint_keeper import Checkpointer
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
-from .rewind import RewindBuffer
+from .debugger.rewind import RewindBuffer
 from .sources import ImageSet
-from .state import seed_everything
-from .step_trace import StepTrace, Tracer
-from .trajectory import Trajectory
-from .watch import Watcher
+from .state import Checkpointing, resume_from, seed_everything
+from .debugger.step_trace import StepTrace, Tracer
+from ..probe.trajectory import Trajectory
+from ..probe.watch import Watcher
 
 FLUSH_EVERY = 64  # most steps kept on the device before their records are made
 
@@ -57,15 +55,15 @@ class Trainer:
         data: DataSource | ImageSet | Callable[[], DataSource | ImageSet] | None = None,
         model: nn.Module | None = None,
         resume: Mapping[str, Any] | None = None,
-        checkpointer: Checkpointer | None = None,
+        checkpointer: Checkpointing | None = None,
         histogram_bins: int = 0,
     ) -> None:
         """`data`: None for the configured data set, your own `ImageSet` (uint8 or float pixels N x C x H x W, labels,
         class names), a ready `DataSource`, or a zero-argument function returning one of those (called here, so on
         the training thread when launched). `model`: your own module instead of `config.model`. `resume`: a
-        checkpoint (`nktui.training.checkpoint.load_checkpoint`) to continue from; CheckpointError if it is of
+        checkpoint (a state dict: `nktui.run.checkpoint.load_checkpoint`) to continue from; CheckpointError if it is of
         another model or data set. `checkpointer`: writes last.pt every `checkpointer.every` steps and after a fault
-        (see `nktui.training.checkpoint_keeper`)."""
+        (`nktui.engine.state.Checkpointing`: the run layer's `Checkpointer`)."""
         self.config = config.validate()
         self.device = resolve_device(config.device)
         if config.threads:
@@ -153,7 +151,7 @@ class Trainer:
         return self._updating
 
     def rewind(self, steps: int = 1) -> Rewound:
-        """Go back `steps` updates (see `nktui.training.rewind`); RewindError if that is further than kept."""
+        """Go back `steps` updates (see `nktui.engine.debugger.rewind`); RewindError if that is further than kept."""
         return self.rewind_to(self.step_count - steps)
 
     def rewind_to(self, step: int) -> Rewound:
@@ -194,7 +192,7 @@ class Trainer:
         self.pending.clear()
 
     def trace_step(self, sample_index: int = 0) -> StepTrace:
-        """One fully observed step, like `step()`, that also records its four phases (see `nktui.training.step_trace`)."""
+        """One fully observed step, like `step()`, that also records its four phases (`debugger/step_trace.py`)."""
         tracer = Tracer(self.model, sample_index)
         self.rewinds.before_step(self, single=True)
         try:

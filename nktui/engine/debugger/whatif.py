@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..protocol.results import WhatIf
-from .state import capture_state, restore_state
+from ...protocol.results import WhatIf
+from ..state import capture_state, restore_state
 
 
 def log_spaced(center: float, count: int = 13, decades: float = 3.0) -> tuple[float, ...]:

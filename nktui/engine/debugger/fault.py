@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from ..protocol.records import Rewound, StepRecord, WatchHit
+from ...protocol.records import Rewound, StepRecord, WatchHit
 from .rewind import RewindError
-from .state import capture_state, restore_state
+from ..state import capture_state, restore_state
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Steps taken whose numbers are still on the device, and how they become records: one host transfer for all.
 
 Each step leaves its loss, logits and targets here as device tensors, and each layer's gradient norm in a row of
-the health block (`nktui.training.health`), or, on an observed step, the full `Observation`; `take()` reads them
+the health block (`nktui.probe.health`), or, on an observed step, the full `Observation`; `take()` reads them
 all with one `.tolist()`, the flush's only wait for the device. samples/s is measured over the steps taken since
 the previous `take()`.
 """

@@ -1,8 +1,8 @@
 """Per-layer statistics of a training step, computed on the device and copied to the host in one transfer.
 
-Every step: each parameter's gradient norm (`nktui.training.health`, in the parameters' own dtype), kept on the
+Every step: each parameter's gradient norm (`nktui.probe.health`, in the parameters' own dtype), kept on the
 device with the step's loss until the flush, so that the watchpoints check every step. A float32 norm overflows
-to inf for gradients of ~1e19 and more; the fault finder (`nktui.training.fault`) re-takes such a step with the
+to inf for gradients of ~1e19 and more; the fault finder (`nktui.engine.debugger.fault`) re-takes such a step with the
 exact statistics below before it reports anything.
 
 Observed steps (the ones somebody will look at: a UI refresh, a single step while paused, a log line, a direct

@@ -12,7 +12,7 @@ over a grid of points `theta + a * d1 + b * d2`, for offsets a, b in [-span, spa
 - `path`: the two principal directions of the recorded trajectory (Li et al. section 7): the plane in which the
   recent steps moved the most, so the descent path shows in full. Offsets are parameter-space distances.
 
-The path is every recorded step (`nktui.training.trajectory`) projected onto the plane, the current weights at the
+The path is every recorded step (`nktui.probe.trajectory`) projected onto the plane, the current weights at the
 centre. The slice is the loss along the newest update W_after - W_before from -2x to +3x that step (1x: where the
 step took the weights). Every weight is put back bit for bit when the computation ends, is cancelled or fails.
 Progress and cancelling go through a `SurfaceProgress` that the UI polls and the training thread writes. The
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from ..protocol.results import (
+from ...protocol.results import (
     DEFAULT_SAMPLES,
     MODES,
     LineSlice,

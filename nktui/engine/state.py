@@ -3,7 +3,7 @@
 A state is a dict of tensors and plain values only (no pickled code), so a file of it loads with
 `torch.load(path, weights_only=True)`. It holds the model, the optimizer (moments, step counts, LR), the config, the
 step count, and every random number generator (torch, CUDA, numpy, Python's random). The data order needs
-nothing: batch s is a pure function of the seed and s (`nktui.training.data.BatchOrder`), so restoring the step
+nothing: batch s is a pure function of the seed and s (`nktui.engine.data.BatchOrder`), so restoring the step
 count restores the position inside the epoch.
 
 `capture_state` copies the tensors (clones), so the caller owns them; `restore_state` checks that the state fits
@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -23,6 +23,23 @@ from ..protocol.errors import CheckpointError
 
 FORMAT = "nktui-state"
 VERSION = 1
+
+
+class Checkpointing(Protocol):
+    """What the trainer needs of whoever writes its checkpoints (`Trainer(..., checkpointer=...)`, on the training
+    thread): the run layer's `nktui.run.checkpoint_keeper.Checkpointer` is one. The engine never imports it."""
+
+    def due(self, step: int) -> bool:
+        """Whether the periodic save falls on this step (called after every step: cheap)."""
+
+    def try_save(self, trainer: Any) -> int | None:
+        """Write the trainer's state now; a failure is kept, not raised (the periodic saves)."""
+
+    def save(self, trainer: Any) -> int:
+        """Write the trainer's state now and return its step (the `SaveCheckpoint` command); raises on failure."""
+
+    def after_fault(self, trainer: Any) -> int | None:
+        """The run failed inside a step: write the state from just before it, if there is one. Never raises."""
 
 
 def seed_everything(seed: int) -> None:
@@ -190,6 +207,17 @@ def restore_state(trainer, state: dict[str, Any]) -> None:
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise CheckpointError(f"the random number generators' state in this checkpoint cannot be restored "
                               f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}): it is damaged") from None
+
+
+def resume_from(trainer: Any, state: dict[str, Any], *, lr: float | None = None) -> None:
+    """Put a freshly built trainer where the checkpoint stopped: weights, optimizer, step, RNGs. `lr`: the LR to
+    go on with instead of the one the checkpoint was using. CheckpointError if the state is of another model or
+    data set (it says what differs)."""
+    restore_state(trainer, state)
+    if lr is not None:
+        trainer.set_lr(lr)
+    trainer.trajectory.clear()  # the descent path starts here: the steps before are not in memory
+    trainer.trajectory.record(trainer.step_count)
 
 
 def load_weights(model: torch.nn.Module, weights: Any, source: str, name: str) -> None:

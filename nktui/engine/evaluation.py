@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..protocol.results import Evaluation, WrongExample, class_metrics
-from .instruments import wide_dtype
+from ..probe.instruments import wide_dtype
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ one attribute read (no lock), which keeps the per-step cost of being steerable n
     ctl.resume(); ctl.pause(); ctl.stop(); ctl.join()
     ctl.submit(Evaluate())  # a named command (nktui.protocol.commands), run between steps; a Future of its result
 
-What the training thread publishes for other threads sits here as immutable values (`nktui.training.published`):
+What the training thread publishes for other threads sits here as immutable values (`nktui.engine.published`):
 `info` (the run's RunInfo), `step_count`, `records` (the trainer's RecordBuffer), `gpu` (the newest GpuReading on
 CUDA) and each running job's progress (`progress(job)`). Readers never need the trainer itself.
 """
@@ -77,11 +77,11 @@ class Controller:
         self.error_traceback: str = ""
         self.thread: threading.Thread | None = None
         self.trainer: Any = None  # the Trainer this controller steers, once it exists (for scripts and tests)
-        # published by the training thread (nktui.training.published); immutable values, replaced whole:
+        # published by the training thread (nktui.engine.published); immutable values, replaced whole:
         self.info: Any = None  # nktui.protocol.run_info.RunInfo, once the trainer is built
         self.records: Any = None  # the trainer's RecordBuffer, once it exists
         self.step_count = 0  # updates made so far
-        self.gpu: Any = None  # the newest nktui.training.gpu.GpuReading (CUDA only)
+        self.gpu: Any = None  # the newest nktui.engine.gpu.GpuReading (CUDA only)
 
     # -- commands: any thread ----------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -124,7 +124,7 @@ class Controller:
 
     def submit(self, command: NamedCommand) -> Future:
         """Send a named command (`nktui.protocol.commands`). A training command runs on the training thread at the
-        next step boundary (`nktui.training.commands.HANDLERS`) and the Future gets its result; the controller's
+        next step boundary (`nktui.engine.commands.HANDLERS`) and the Future gets its result; the controller's
         own (pause, resume, step, set LR, stop, cancel) take effect now and return a done Future."""
         if isinstance(command, CONTROL_COMMANDS):
             future: Future = Future()

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..protocol.records import StepRecord, ratio
-from ..protocol.results import BackwardLayer, ForwardLayer, ParamUpdate, StepTrace
-from .instruments import PASS_THROUGH, RELU_LIKE, wide_dtype
-from .leaf_modules import leaf_modules
+from ...protocol.records import StepRecord, ratio
+from ...protocol.results import BackwardLayer, ForwardLayer, ParamUpdate, StepTrace
+from ...probe.instruments import PASS_THROUGH, RELU_LIKE, wide_dtype
+from ...probe.leaf_modules import leaf_modules
 
 class Tracer:
     """Attached to one step by the trainer: hooks for the forward and backward passes, copies around the update."""

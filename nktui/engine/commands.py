@@ -26,7 +26,7 @@ from nktui.protocol.commands import (
 )
 
 from ..protocol.results import SurfaceCancelled
-from .landscape import SurfaceProgress
+from .debugger.landscape import SurfaceProgress
 
 
 def update_live(trainer, command: UpdateLive) -> None:
@@ -46,7 +46,7 @@ def trace_step(trainer, command: TraceStep):
 
 
 def lr_whatif(trainer, command: LrWhatIf):
-    from .whatif import lr_whatif
+    from .debugger.whatif import lr_whatif
 
     return lr_whatif(trainer, command.lrs)
 
@@ -57,7 +57,7 @@ def rewind_to(trainer, command: RewindTo):
 
 def compute_surface(trainer, command: ComputeSurface):
     """Progress goes to the controller as `JobProgress` values; `Cancel(job)` is read there at every grid row."""
-    from .landscape import compute_surface
+    from .debugger.landscape import compute_surface
 
     controller = getattr(trainer, "controller", None)
     progress = SurfaceProgress() if controller is None else _ReportedProgress(command.job, controller)
@@ -65,7 +65,7 @@ def compute_surface(trainer, command: ComputeSurface):
 
 
 def snapshot_layer(trainer, command: SnapshotLayer):
-    from .layer_snapshot import layer_snapshot
+    from .debugger.layer_snapshot import layer_snapshot
 
     return layer_snapshot(trainer, command.name, command.max_rows, command.max_cols, command.max_images,
                           command.max_kernels)

@@ -4,7 +4,7 @@
 RuntimeError "not enough memory", seconds or minutes later). This module owns the arithmetic: the input shape of
 each built-in data set, the parameter count of each built-in model, the bytes a step needs at least (weights,
 their gradients, the optimizer's state, one batch as floats), and the memory this machine has free. It imports
-no torch, so the command line checks a config before the app's screen opens; `nktui.training.models` checks again
+no torch, so the command line checks a config before the app's screen opens; `nktui.engine.models` checks again
 with the data set's real shape and classes just before it builds the model, and turns an allocation that fails all
 the same into the same one line (`memory_error`).
 """
@@ -34,7 +34,7 @@ def known_shape(config: RunConfig) -> tuple[tuple[int, int, int], int] | None:
 
 
 def parameter_count(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> int | None:
-    """The number of parameters of a built-in model (what `nktui.training.models` builds); None for the user's."""
+    """The number of parameters of a built-in model (what `nktui.engine.models` builds); None for the user's."""
     inputs = math.prod(input_shape)
     if config.model == "linear":
         return inputs * num_classes + num_classes

@@ -1,8 +1,8 @@
 """Rewind: go back to an earlier step and go on from there, bit for bit.
 
-`RewindBuffer` keeps full training states (see `nktui.training.state`): one every `interval` steps, the newest
+`RewindBuffer` keeps full training states (see `nktui.engine.state`): one every `interval` steps, the newest
 `depth` + 1 of them, so that every step of the last `depth` x `interval` is in reach (a watchpoint goes back to
-just before the offending step: `nktui.training.fault`); and, apart from those, one before each of the last
+just before the offending step: `nktui.engine.debugger.fault`); and, apart from those, one before each of the last
 RECENT single steps taken while paused (people step by hand: `b` then costs no replay). To reach a step between
 two kept states it restores the older one and replays the steps in between: batches are a pure function of the
 step and every RNG is restored, so the replay is bitwise identical on the CPU. The learning rate each step used is
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ..protocol.errors import NktuiError
-from ..protocol.records import Rewound
-from .state import capture_state, restore_state, state_bytes
+from ...protocol.errors import NktuiError
+from ...protocol.records import Rewound
+from ..state import capture_state, restore_state, state_bytes
 
 
 class RewindError(NktuiError):

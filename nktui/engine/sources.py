@@ -5,8 +5,8 @@ folder too big to hold, a `StreamedImages` wrapping a torchvision dataset. A dat
 be read raises `DataError` with a paragraph that names the files and folder layout that were expected (a file or
 folder nktui may not read included). Image folders are walked by `find_images`, which never goes round a symlink
 loop. This module
-owns finding, checking and decoding the files; splitting and batching them is `nktui.training.data`'s business.
-CIFAR-10's files are pickles: torchvision only downloads them, `nktui.training.cifar` reads them without running
+owns finding, checking and decoding the files; splitting and batching them is `nktui.engine.data`'s business.
+CIFAR-10's files are pickles: torchvision only downloads them, `nktui.engine.cifar` reads them without running
 code from them.
 """
 
@@ -112,7 +112,7 @@ def _cifar10_download():
 
     class CIFAR10Download(datasets.CIFAR10):
         """torchvision's CIFAR10, for its download only (the archive's md5 is checked). Its reader unpickles the
-        files as they are, which runs any code a crafted file names: nktui reads them itself (nktui.training.cifar)."""
+        files as they are, which runs any code a crafted file names: nktui reads them itself (nktui.engine.cifar)."""
 
         def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
             self.root = root

@@ -1,7 +1,7 @@
 """Exports of a run next to `metrics.jsonl`: `metrics.csv` and TensorBoard event files, written from records.
 
     runs/20250101-120000/
-        metrics.jsonl                   always (nktui.training.rundir.MetricsWriter)
+        metrics.jsonl                   always (nktui.run.rundir.MetricsWriter)
         metrics.csv                     --csv
         events.out.tfevents.*           --tensorboard: `tensorboard --logdir runs` shows every run side by side
 

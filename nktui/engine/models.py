@@ -2,7 +2,7 @@
 
 Every model maps a float batch (N, C, H, W) to logits (N, classes); softmax and cross-entropy live in the loss.
 Layers are named (`fc1`, `act1`, `out` ...) so that `model.named_parameters()` reads well in the gradient pane.
-`build_on` is what the trainer calls: the model built (after a memory estimate: `nktui.training.sizing`) and
+`build_on` is what the trainer calls: the model built (after a memory estimate: `nktui.engine.sizing`) and
 placed on the device, and the user's own model checked with one forward and one backward pass on a batch of two,
 so that a model returning (N, 3) for 10 classes, integers or a tuple, or one that raises or calls `sys.exit`, is
 one line naming the user's code (`ModelError`, its cause keeping the traceback) before the first step.

@@ -16,7 +16,7 @@ a reader asks. `RunKeeper` is the reader's side (the app's thread, `nktui train`
 
 `holds_step(step, where=...)` is the one "last.pt holds step N" sentence; the exit lines, warnings and notices use it.
 
-The files themselves (full state, atomic writes, nan refused) are `nktui.training.checkpoint`'s. Importing this
+The files themselves (full state, atomic writes, nan refused) are `nktui.run.checkpoint`'s. Importing this
 module imports neither torch nor Textual: the app builds its keeper before torch has loaded.
 """
 
@@ -63,7 +63,7 @@ class Checkpointer:
 
     def save(self, trainer: Any) -> int:
         """Write the trainer's state now; returns its step. Raises CheckpointError / OSError (see `try_save`)."""
-        from .state import capture_state
+        from ..engine.state import capture_state
 
         return self._write(capture_state(trainer))
 
@@ -113,7 +113,7 @@ def state_before_fault(trainer: Any) -> dict[str, Any] | None:
     Replayed from the newest kept state (exact: every RNG as it was when the step began). If the replay fails too,
     the live weights, when the fault came before the optimizer touched them (their RNG may have moved in the
     failed forward pass); else the newest kept state; None when there is none."""
-    from .state import capture_state, make_portable
+    from ..engine.state import capture_state, make_portable
 
     live = None if trainer.updating else capture_state(trainer)
     try:
@@ -156,7 +156,7 @@ class RunKeeper:
         return kwargs
 
     def claim(self) -> Path:
-        """Make the folder and lock it for this run (`nktui.training.rundir.claim_run_dir`): RunDirInUse when another
+        """Make the folder and lock it for this run (`nktui.run.rundir.claim_run_dir`): RunDirInUse when another
         process holds it. Done before the trainer is built, so that of two runs started on one folder together one
         is refused at once; a fresh name may become `name-2`: `run_dir` and `checkpoint` say where the files go."""
         if not self.claimed:

@@ -1,5 +1,5 @@
 """The two directions of a loss surface's plane: moving the model's weights along them, and projecting a
-trajectory onto them. Used by `nktui.training.landscape`; runs on the training thread.
+trajectory onto them. Used by `nktui.engine.debugger.landscape`; runs on the training thread.
 
 - `weight_directions`: two single weights (one-hot directions); moving sets just those two entries.
 - `random_directions`: Li et al. 2018 filter-normalised random directions (see `filter_normalise`).
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..protocol.indices import unravel
-from ..protocol.results import WeightRef
+from ...protocol.indices import unravel
+from ...protocol.results import WeightRef
 
 
 class Directions:

@@ -24,6 +24,7 @@ EXAMPLES = {
     c.ComputeSurface: c.ComputeSurface("request"),
     c.SnapshotLayer: c.SnapshotLayer("fc.weight"),
     c.SaveCheckpoint: c.SaveCheckpoint(),
+    c.Finish: c.Finish(),
     c.SetHistogramBins: c.SetHistogramBins(64),
 }
 
@@ -157,3 +158,27 @@ def test_a_job_cancelled_before_it_starts_never_runs(make_trainer, controllers, 
     assert ctl.submit(c.Cancel(job.job)).result(timeout=0) is True
     gate.result(timeout=10)
     assert future.cancelled()
+
+
+def test_finish_saves_then_evaluates_and_reports_a_save_it_could_not_make(make_trainer, controllers, tmp_path):
+    from nktui.run.checkpoint import load_checkpoint
+    from nktui.run.checkpoint_keeper import Checkpointer
+
+    trainer = make_trainer()
+    trainer.checkpointer = Checkpointer(tmp_path / "last.pt")
+    for _ in range(3):
+        trainer.step()
+    ctl = trainer.start(paused=True)
+    controllers.append(ctl)
+    finished = ctl.submit(c.Finish()).result(timeout=30)
+    assert (finished.step, finished.val.step, finished.train.step) == (3, 3, 3)
+    assert finished.save_error is None and not finished.unsaved
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+
+    def full_disk(_trainer):
+        raise OSError(28, "No space left on device")
+
+    trainer.checkpointer.save = full_disk
+    finished = ctl.submit(c.Finish()).result(timeout=30)
+    assert finished.unsaved and "No space left on device" in finished.save_error and "last.pt" in finished.save_error
+    assert finished.trace is None  # (an OSError is the user's disk, not a bug: no traceback for the log)

@@ -8,11 +8,13 @@ loop imports this module (with torch); the handlers import the rest of the debug
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from nktui.protocol.commands import (
     ComputeSurface,
+    Finish,
     Evaluate,
     JobProgress,
     LrWhatIf,
@@ -25,7 +27,9 @@ from nktui.protocol.commands import (
     UpdateLive,
 )
 
-from ..protocol.results import SurfaceCancelled
+from ..protocol.errors import NktuiError
+from ..protocol.results import Finished, SurfaceCancelled
+from ..safe_files import describe_write_error
 from .debugger.landscape import SurfaceProgress
 
 
@@ -77,6 +81,25 @@ def save_checkpoint(trainer, command: SaveCheckpoint) -> int:
     return trainer.checkpointer.save(trainer)
 
 
+def finish(trainer, command: Finish) -> Finished:
+    trainer.flush()
+    save_error, unsaved, trace = None, False, None
+    try:
+        if trainer.checkpointer is not None:
+            trainer.checkpointer.save(trainer)
+    except NktuiError as exc:  # weights holding nan/inf: refused, said after the summary
+        save_error = str(exc)
+    except Exception as exc:  # a full disk (OSError), or a bug: the previous last.pt stays, and the run says so
+        save_error, unsaved = describe_write_error(exc, trainer.checkpointer.path), True
+        if not isinstance(exc, OSError):
+            trace = traceback.format_exc()
+    val = trainer.last_eval
+    if val is None or val.step != trainer.step_count:  # stopped between evaluations: evaluate these weights
+        val = trainer.evaluate("val")
+    train = trainer.evaluate("train")
+    return Finished(trainer.step_count, trainer.epoch, train, val, save_error, unsaved, trace)
+
+
 def set_histogram_bins(trainer, command: SetHistogramBins) -> None:
     if not trainer.instruments.histogram_bins:
         trainer.instruments.histogram_bins = command.bins
@@ -91,6 +114,7 @@ HANDLERS: dict[type, Callable[[Any, Any], Any]] = {
     ComputeSurface: compute_surface,
     SnapshotLayer: snapshot_layer,
     SaveCheckpoint: save_checkpoint,
+    Finish: finish,
     SetHistogramBins: set_histogram_bins,
 }
 

@@ -98,6 +98,13 @@ class SaveCheckpoint:
 
 
 @dataclass(frozen=True)
+class Finish:
+    """A run's end (`nktui train`'s): its pending records published, last.pt written through the checkpointer
+    (weights holding nan/inf are refused: the last good one stays), then the final weights evaluated on both
+    splits. The Future gets a `nktui.protocol.results.Finished`."""
+
+
+@dataclass(frozen=True)
 class SetHistogramBins:
     """Gradient histograms with `bins` bins on observed steps from now on (TensorBoard's), unless the trainer makes
     histograms already (it keeps its own bins)."""
@@ -143,12 +150,12 @@ class Cancel:
 
 
 TrainingCommand = Union[UpdateLive, Evaluate, TraceStep, LrWhatIf, RewindTo, ComputeSurface, SnapshotLayer,
-                        SaveCheckpoint, SetHistogramBins]
+                        SaveCheckpoint, Finish, SetHistogramBins]
 ControlCommand = Union[Pause, Resume, Step, SetLr, Stop, Cancel]
 Command = Union[TrainingCommand, ControlCommand]
 
 TRAINING_COMMANDS: tuple[type, ...] = (UpdateLive, Evaluate, TraceStep, LrWhatIf, RewindTo, ComputeSurface,
-                                       SnapshotLayer, SaveCheckpoint, SetHistogramBins)
+                                       SnapshotLayer, SaveCheckpoint, Finish, SetHistogramBins)
 CONTROL_COMMANDS: tuple[type, ...] = (Pause, Resume, Step, SetLr, Stop, Cancel)
 
 

@@ -290,3 +290,20 @@ def class_metrics(result: EvalResult) -> tuple[ClassMetrics, ...]:
             )
         )
     return tuple(out)
+
+
+# -- a run's end (nktui.engine.commands.finish) -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Finished:
+    """What the training thread reports at a run's end (the `Finish` command): the step reached, whether last.pt
+    could be written (`save_error` says why not: weights holding nan/inf, or the OS's words for a full disk;
+    `unsaved`: it could not be written at all, as opposed to being refused), both evaluations of the final weights,
+    and `trace`, the traceback of an unexpected save error, for the run's log."""
+
+    step: int
+    epoch: int
+    train: EvalResult
+    val: EvalResult
+    save_error: str | None = None
+    unsaved: bool = False
+    trace: str | None = None

@@ -20,8 +20,7 @@ module imports neither torch nor Textual.
 
 from __future__ import annotations
 
-import traceback
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 from ..gc_policy import freeze_what_is_built
 from ..protocol import EvalResult, NktuiError, RunConfig, RunState
+from ..protocol.commands import Finish
 from ..protocol.run_info import RunInfo
 from ..safe_files import describe_write_error
 from ..engine import Controller, launch
@@ -56,26 +56,6 @@ class Final:
     saved_step: int | None = None
     save_error: str | None = None
     unsaved: bool = False
-
-
-def finalize(trainer: Any, keeper: RunKeeper) -> Final:
-    """On the training thread: save `last.pt` first (weights holding nan/inf are refused: the last good one stays),
-    then evaluate the final weights on both splits."""
-    trainer.flush()
-    save_error, unsaved = None, False
-    try:
-        keeper.checkpointer.save(trainer)
-    except NktuiError as exc:  # nan weights: said after the summary
-        save_error = str(exc)
-    except Exception as exc:  # a full disk (OSError), or a bug: the previous last.pt stays, and the run says so
-        save_error, unsaved = describe_write_error(exc, keeper.checkpoint), True
-        if not isinstance(exc, OSError):
-            keeper.note(traceback.format_exc())
-    val = trainer.last_eval
-    if val is None or val.step != trainer.step_count:  # stopped between evaluations: evaluate these weights
-        val = trainer.evaluate("val")
-    train = trainer.evaluate("train")
-    return Final(trainer.step_count, trainer.epoch, train, val, keeper.saved_step, save_error, unsaved)
 
 
 class RunDriver:
@@ -193,8 +173,20 @@ class RunDriver:
     def finalize(self) -> Future:
         """`nktui train`'s end, on the training thread: last.pt first, then the final weights evaluated on both
         splits; the Future gets a `Final`."""
-        keeper = self.keeper
-        return self.controller.call(lambda trainer: finalize(trainer, keeper))
+        keeper, final = self.keeper, Future()
+
+        def done(finished: Future) -> None:  # (on the training thread, as the command completes)
+            if finished.cancelled() or finished.exception() is not None:
+                final.set_exception(finished.exception() or CancelledError())
+                return
+            result = finished.result()
+            if result.trace:
+                keeper.note(result.trace)
+            final.set_result(Final(result.step, result.epoch, result.train, result.val, keeper.saved_step,
+                                   result.save_error, result.unsaved))
+
+        self.controller.submit(Finish()).add_done_callback(done)
+        return final
 
     def stop(self, timeout: float | None = 2.0) -> bool:
         """Stop at the next step boundary and wait for the thread; True if it ended in time."""

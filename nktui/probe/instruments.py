@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..protocol.records import ActivationStats, Histogram, LayerStats
+from .leaf_modules import leaf_modules
 
 # Modules whose outputs are 0 for "dead" units: their dead fraction is reported.
 RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
@@ -96,9 +97,8 @@ class Instruments:
         if not self.activations:
             return
         self._act_rows, self._act_meta = [], []
-        for name, module in self.model.named_modules():
-            if name and next(module.children(), None) is None and not isinstance(module, PASS_THROUGH):
-                self._hooks.append(module.register_forward_hook(self._make_hook(name, module)))
+        for name, module in leaf_modules(self.model, skip=PASS_THROUGH):
+            self._hooks.append(module.register_forward_hook(self._make_hook(name, module)))
 
     def _make_hook(self, name: str, module: nn.Module):
         relu_like = isinstance(module, RELU_LIKE)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nktui.run.driver import SAVE_TIMEOUT  # an exit waits at most this long for the trainer to write last.pt
-from nktui.run.files import RunKeeper, holds_run, next_run_dir  # noqa: F401 (a restart's folder: next_run_dir)
+from nktui.run.files import RunKeeper, holds_run, holds_step, next_run_dir  # noqa: F401 (a restart's folder: next_run_dir)
 from nktui.run.signals import STOP_SIGNALS, StopSignals, exit_watchdog, handled
 
 SIGNAL_EXIT_SECONDS = 2.8  # after a stop signal the process has exited by then, whatever else happens
@@ -115,7 +115,7 @@ def report_checkpoint(app: Any, changes: Any) -> None:
         app.notify(changes.save_error, title="Checkpoint not saved", severity="error", timeout=8, markup=False)
     else:
         path = app.session.keeper.checkpoint
-        app.notify(f"{path} holds step {changes.saved_step}", title="Saved", timeout=4, markup=False)
+        app.notify(holds_step(changes.saved_step, where=path), title="Saved", timeout=4, markup=False)
 
 
 def report_write_warnings(app: Any, lines: tuple[str, ...]) -> None:
@@ -137,6 +137,6 @@ def failure_note(session: Any) -> str:
     if session.failure_log is not None:
         parts.append(f"Traceback in {session.failure_log}")
     step = keeper.saved_step
-    parts.append(f"{keeper.checkpoint} holds step {step} (from before the fault)" if step is not None
+    parts.append(holds_step(step, where=keeper.checkpoint) + " (from before the fault)" if step is not None
                  else "no checkpoint was written before the fault")
     return "; ".join(parts) + ". "

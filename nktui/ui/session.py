@@ -32,9 +32,8 @@ RATE_WINDOW = 2.0  # seconds of step counts behind the status bar's samples/s
 
 
 def app_threads() -> int:
-    """CPU threads for the app's trainer: one fewer than the cores, so that the UI keeps one. (With the UI thread
-    busy, a pool as large as the machine makes libgomp's workers sleep between the many small ops of a small
-    model: 7 steps/s instead of 669 for the benchmark MLP on a loaded 2-core machine.)"""
+    """CPU threads for the app's trainer: one fewer than the cores, so that the UI keeps one (why: ARCHITECTURE.md,
+    "Two threads, two directions", on libgomp's pool)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, cores - 1)
 

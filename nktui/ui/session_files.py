@@ -10,6 +10,7 @@ no tensor work.
 from __future__ import annotations
 
 from nktui.protocol import NktuiError, RunState
+from nktui.run.files import holds_step
 from nktui.run.client import save_problem
 from nktui.ui.changes import Changes
 
@@ -76,7 +77,7 @@ class SessionFiles:
                 self.warned.add(problem)
                 step = self.keeper.saved_step if self.keeper is not None else None
                 if problem == self.checkpoint_error:
-                    problem += (f"; last.pt still holds step {step}" if step is not None else "; no last.pt yet")
+                    problem += "; " + holds_step(step, still=True, none="no last.pt yet")
                 lines.append(problem + ("" if "run goes on" in problem else "; the run goes on"))
         changes.write_warnings += tuple(lines)
 

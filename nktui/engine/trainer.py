@@ -21,6 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..probe.flush_check import Flagged, check_in_order
+from ..probe.instruments import Instruments
+from ..probe.pending import PendingSteps
+from ..probe.trajectory import Trajectory
+from ..probe.watch import Watcher
 from ..protocol.config import LIVE_UPDATES, RunConfig, usable_cores
 from ..protocol.errors import ConfigError
 from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
@@ -29,20 +34,16 @@ from .buffer import RecordBuffer
 from .commands import execute
 from .control import Controller, launch
 from .data import DataSource, TensorSource, load_data
+from .debugger.fault import stop_before
+from .debugger.rewind import RewindBuffer
+from .debugger.step_trace import StepTrace, Tracer
 from .devices import resolve_device
-from .debugger.fault import Flagged, stop_before
 from .evaluation import evaluate_split
-from ..probe.instruments import Instruments
-from ..probe.pending import PendingSteps
-from .published import publish, watch_gpu
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
-from .debugger.rewind import RewindBuffer
+from .published import publish, watch_gpu
 from .sources import ImageSet
 from .state import Checkpointing, resume_from, seed_everything
-from .debugger.step_trace import StepTrace, Tracer
-from ..probe.trajectory import Trajectory
-from ..probe.watch import Watcher
 
 FLUSH_EVERY = 64  # most steps kept on the device before their records are made
 
@@ -266,31 +267,15 @@ class Trainer:
 
     def publish_checked(self, records: list[StepRecord], norms: list[list[float] | None], *,
                         hold: bool = False) -> list[StepRecord]:
-        """Check records against the watchpoints in step order and publish them, each followed by its hits."""
-        out: list = []
-        watcher = self.watcher
-        i = 0
-        while i < len(records):
-            j = i + watcher.first_suspect(records[i:], norms[i:])  # (numpy, all at once: see watch_screen)
-            watcher.commit_many(records[i:j], norms[i:j])
-            out.extend(records[i:j])
-            if j == len(records):
-                break
-            record, grad_norms = records[j], norms[j]
-            hits = watcher.check(record, grad_norms)  # the exact check, from the first suspect on
-            if hits and hold:
-                self._flagged = Flagged(record, hits, records[j + 1:], norms[j + 1:])
-                records = records[:j]
-                break
-            watcher.commit(record, grad_norms)
-            out.append(record)
-            if hits:
-                watcher.fired(hits)
-                out.extend(hits)
-                self.watch_hit, self.watch_hits = hits[0], hits
-            i = j + 1
-        self.records.publish_many(out)
-        return records
+        """Check records against the watchpoints in step order and publish them, each followed by its hits
+        (`nktui.probe.flush_check`); with `hold`, a step that trips one is left to the fault finder."""
+        checked = check_in_order(self.watcher, records, norms, hold=hold)
+        if checked.flagged is not None:
+            self._flagged = checked.flagged
+        if checked.last_hits:
+            self.watch_hit, self.watch_hits = checked.last_hits[0], checked.last_hits
+        self.records.publish_many(checked.publish)
+        return checked.records
 
     def _flush_running(self, controller: Controller, *, hold: bool = True) -> bool:
         """The loop's flush: True when a watchpoint tripped, the trainer now stands just before that step and the

@@ -24,24 +24,15 @@ whatever the readers' timing, because every step is checked and k is the first o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 
+from ...probe.flush_check import Flagged
 from ...protocol.records import Rewound, StepRecord, WatchHit
 from .rewind import RewindError
 from ..state import capture_state, restore_state
-
-
-@dataclass
-class Flagged:
-    """A step whose record tripped watchpoints at a flush while running: not published yet."""
-
-    record: StepRecord
-    hits: list[WatchHit]
-    later: list[StepRecord]  # the records of the steps after it, not checked yet
-    later_norms: list[list[float] | None]
 
 
 def stop_before(trainer, flagged: Flagged) -> list[WatchHit]:

@@ -47,7 +47,7 @@ def synthetic_mnist(n: int = 60_000, seed: int = 0):
     """Class-dependent blobs in 28x28, uint8 pixels: learnable, the size and shape of MNIST. An ImageSet."""
     import torch
 
-    from nktui.engine.sources import ImageSet
+    from nktui.engine.datasets import ImageSet
 
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 10, (n,), generator=gen)

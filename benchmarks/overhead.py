@@ -47,7 +47,7 @@ def nktui_loop(images, steps: int, config, read_hz: float = 10.0) -> tuple[float
     start = time.perf_counter()
     controller.resume()
     while controller.state is not RunState.FINISHED:
-        controller.request_snapshot()
+        controller.request_observation()
         seq, records = trainer.records.since(seq)
         for record in records:  # touch what a UI would draw
             for layer in record.layers.values() if isinstance(record, StepRecord) else ():

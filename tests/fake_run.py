@@ -135,7 +135,7 @@ class FakeRun:
         self.lr = lr
         return lr
 
-    def request_snapshot(self) -> None:
+    def request_observation(self) -> None:
         pass
 
     # -- files: a fake run writes none ---------------------------------------------------------------------------

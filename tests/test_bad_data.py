@@ -16,7 +16,7 @@ from PIL import Image
 from nktui import cli
 from nktui.protocol.config import usable_cores
 from nktui.training import DataError, RunConfig, Trainer
-from nktui.engine import sources
+from nktui.engine import datasets as sources
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,8 @@ import torch
 
 from nktui.training import DataError, RunConfig
 from nktui.engine.cifar import FILES, FOLDER, SafeUnpickler
-from nktui.engine.data import load_data
-from nktui.engine.sources import load_torchvision
+from nktui.engine.batches import load_data
+from nktui.engine.datasets import load_torchvision
 
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 ROOT = Path(__file__).resolve().parent.parent

@@ -303,7 +303,7 @@ def test_controller_commands_while_running():
     assert cmd.take_step and cmd.lr == 0.5
     assert ctl.next_command().lr is None  # taken once
 
-    ctl.request_snapshot()
+    ctl.request_observation()
     assert ctl.next_command().observe
     assert not ctl.next_command().observe
 

@@ -20,10 +20,10 @@ import pytest
 import torch
 from PIL import Image
 
-import nktui.engine.data as data_module
+import nktui.engine.batches as data_module
 from nktui.training import ConfigError, DataError, RunConfig, Trainer
-from nktui.engine.data import BatchOrder, StreamSource, TensorSource, load_data, split_indices
-from nktui.engine.sources import ImageSet, load_digits
+from nktui.engine.batches import BatchOrder, StreamSource, TensorSource, load_data, split_indices
+from nktui.engine.datasets import ImageSet, load_digits
 
 CPU = torch.device("cpu")
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

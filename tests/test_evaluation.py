@@ -195,7 +195,7 @@ def test_the_confusion_table_shows_every_count(make_trainer):
 
 def test_colour_images_keep_their_three_channels_and_large_ones_are_shrunk(make_trainer):
     from nktui.training import RunConfig, Trainer
-    from nktui.engine.sources import ImageSet
+    from nktui.engine.datasets import ImageSet
 
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(120) % 3

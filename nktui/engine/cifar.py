@@ -11,7 +11,7 @@ This module owns reading and checking the seven files: `data_batch_1`..`5` (10,0
 each a row of 3,072 bytes: 1,024 red, 1,024 green, 1,024 blue values, row by row), `test_batch` (read and checked,
 not used: validation is a split of the training set) and `batches.meta` (the class names). Keys may be `str`
 (the files as `encoding="latin1"` reads them) or `bytes`. Downloading stays torchvision's (the archive's md5 is
-checked); `nktui.engine.sources` calls `load_cifar10` on the files.
+checked); `nktui.engine.datasets` calls `load_cifar10` on the files.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class Controller:
         self._command(_lr=value)
         return value
 
-    def request_snapshot(self) -> None:
+    def request_observation(self) -> None:
         """Ask for per-layer statistics of the next step (a reader is about to look)."""
         if not self._observe:
             self._command(_observe=True)

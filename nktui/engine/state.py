@@ -3,7 +3,7 @@
 A state is a dict of tensors and plain values only (no pickled code), so a file of it loads with
 `torch.load(path, weights_only=True)`. It holds the model, the optimizer (moments, step counts, LR), the config, the
 step count, and every random number generator (torch, CUDA, numpy, Python's random). The data order needs
-nothing: batch s is a pure function of the seed and s (`nktui.engine.data.BatchOrder`), so restoring the step
+nothing: batch s is a pure function of the seed and s (`nktui.engine.batches.BatchOrder`), so restoring the step
 count restores the position inside the epoch.
 
 `capture_state` copies the tensors (clones), so the caller owns them; `restore_state` checks that the state fits

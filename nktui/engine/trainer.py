@@ -33,7 +33,7 @@ from ..protocol.state import RunState
 from .buffer import RecordBuffer
 from .commands import execute
 from .control import Controller, launch
-from .data import DataSource, TensorSource, load_data
+from .batches import DataSource, TensorSource, load_data
 from .debugger.fault import stop_before
 from .debugger.rewind import RewindBuffer
 from .debugger.step_trace import StepTrace, Tracer
@@ -42,7 +42,7 @@ from .evaluation import evaluate_split
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
 from .published import publish, watch_gpu
-from .sources import ImageSet
+from .datasets import ImageSet
 from .state import Checkpointing, resume_from, seed_everything
 
 FLUSH_EVERY = 64  # most steps kept on the device before their records are made

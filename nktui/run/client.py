@@ -126,9 +126,9 @@ class RunClient:
         """Validate and send a new LR; ConfigError with the reason otherwise."""
         return self.driver.controller.set_lr(value)
 
-    def request_snapshot(self) -> None:
+    def request_observation(self) -> None:
         """The next step carries per-layer statistics."""
-        self.driver.controller.request_snapshot()
+        self.driver.controller.request_observation()
 
     # -- the run's files (the driver's) --------------------------------------------------------------------------
     def built(self) -> None:

@@ -122,7 +122,7 @@ class Session(Abilities, SessionFiles):
                 self._create_run_dir()
                 self._open_exports(info)
             if want_snapshot and self.state is RunState.RUNNING:
-                self.run.request_snapshot()  # the next step carries per-layer statistics
+                self.run.request_observation()  # the next step carries per-layer statistics
             records = self.run.drain()  # (written to the exports here, on the app's thread: they cost the loop nothing)
             self._write_warnings(changes)  # a full disk: a notice, once; the run goes on
             for record in records:

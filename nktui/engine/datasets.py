@@ -5,7 +5,7 @@ folder too big to hold, a `StreamedImages` wrapping a torchvision dataset. A dat
 be read raises `DataError` with a paragraph that names the files and folder layout that were expected (a file or
 folder nktui may not read included). Image folders are walked by `find_images`, which never goes round a symlink
 loop. This module
-owns finding, checking and decoding the files; splitting and batching them is `nktui.engine.data`'s business.
+owns finding, checking and decoding the files; splitting and batching them is `nktui.engine.batches`'s business.
 CIFAR-10's files are pickles: torchvision only downloads them, `nktui.engine.cifar` reads them without running
 code from them.
 """

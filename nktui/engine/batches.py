@@ -7,7 +7,7 @@ with no data-loader state to save.
 
 Data sets that fit (all built-in ones) are held as uint8 tensors on the training device and batches are
 gathered there: no DataLoader, no host-to-device copy per step. Big image folders stream through a DataLoader.
-Where the pixels come from is `nktui.engine.sources`' business; this module owns the split, the batch order
+Where the pixels come from is `nktui.engine.datasets`' business; this module owns the split, the batch order
 and getting batches onto the device.
 """
 
@@ -20,7 +20,7 @@ import torch
 
 from ..protocol.config import RunConfig
 from ..protocol.errors import ConfigError, DataError
-from .sources import ImageSet, StreamedImages, load_images
+from .datasets import ImageSet, StreamedImages, load_images
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -1,7 +1,8 @@
 """LossPlot: training loss per step (raw, faint; smoothed, bright), validation loss and accuracy per evaluation.
 
-Draws from the engine's bounded `RunHistory`, binned to the plot's width, so a redraw costs the same after a million
-steps as after a thousand, in braille dots (`nktui.render.braille`: a few ms where plotext took ~30). The app calls
+Draws from the run's bounded `RunHistory` (`nktui.run.history`), binned to the plot's width, so a redraw costs the
+same after a million steps as after a thousand, in braille dots (`nktui.render.braille`, several times cheaper than
+plotext: the README's "How it stays fast" has the figures). The app calls
 `draw()` only when the history changed, and while training no more often than its `RedrawPace` allows.
 """
 

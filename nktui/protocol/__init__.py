@@ -6,6 +6,7 @@ can read all of it without loading the engine.
 | --- | --- |
 | `config.py` | `RunConfig`: every setting and what the front ends make of it (`Setting`), validation with messages
 |   | for the user, TOML in and out |
+| `settings.py`, `config_file.py` | `Setting` and `setting()`; config files read bounded, values written as TOML |
 | `errors.py` | `NktuiError` and its subclasses: errors whose message is written for the user |
 | `state.py` | `RunState`: starting, running, paused, finished, failed, stopped |
 | `records.py` | what the trainer publishes: `StepRecord`, `EvalResult`, `Rewound`, `Resumed`, `WatchHit` |

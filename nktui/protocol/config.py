@@ -13,21 +13,15 @@ a UTF-8 byte order mark skipped), and `cap_threads` holds `threads` to the machi
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config_file import CONFIG_FILE_LIMIT, read_config_file, toml_value  # noqa: F401 (the limit: imported from here)
 from .errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from .settings import Setting, setting
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 BUILTIN_MODELS = ("linear", "mlp", "cnn")
@@ -36,7 +30,6 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 DEFAULT_STEPS = 10_000  # when neither --steps nor --epochs is given: ~10 s of the linear model on digits
 APP_DEFAULT_STEPS = 1_000_000  # the same for the app: a debugger's run is still there when you reach for the keys
 SEED_MAX = 2**63 - 1  # torch's generators take 64-bit seeds; numpy's and the split's are derived from it
-CONFIG_FILE_LIMIT = 1 << 20  # bytes: a config file is a few hundred; more is not one (`--config /dev/zero`)
 NAME_MAX = 255  # bytes in one file name (Linux, macOS); a longer --run-dir part fails with ENAMETOOLONG
 
 
@@ -82,43 +75,6 @@ def parse_hidden(text: object) -> tuple[int, ...]:
     if any(s < 1 for s in sizes):
         raise ConfigError(f"hidden layer sizes must be at least 1, not {text!r}")
     return sizes
-
-
-@dataclass(frozen=True)
-class Setting:
-    """What the front ends know of one RunConfig field, said once, here: the flag and its help, whether it applies
-    while the run goes on, whether it may differ from the checkpoint's on --resume, the watchpoint it switches, and
-    its row in the app's config pane. `SETTINGS` has them all; `nktui.cli.args` makes the flags from them, the
-    config pane its rows, `Trainer.update_live` and `nktui.cli.resume` their sets (`LIVE_UPDATES`, `RESUMABLE`)."""
-
-    help: str  # the flag's help (`nktui --help`; "(default: ...)" is added from the field's default)
-    metavar: str = ""  # the flag's value placeholder ("" for on/off flags; N or X by type when not given)
-    live: bool = False  # may change while the run goes on: config pane Enter, `Trainer.update_live` (the LR: SetLr)
-    resume: bool = False  # may differ from the checkpoint's on --resume (the others shape the model, data, optimizer)
-    watch: str = ""  # the watchpoint (WatchHit.watchpoint) that `off` switches off
-    off: Any = None  # the value that switches `watch` off
-    pane: str = ""  # its label in the app's config pane ("": not there)
-    tip: str = ""  # its tooltip there
-    choices: tuple[str, ...] = ()  # the pane offers these (a Select); on/off fields get ("on", "off")
-    models: tuple[str, ...] = ()  # the models it means anything for (empty: all); the pane hides it for others
-    optimizers: tuple[str, ...] = ()  # the same for optimizers
-    name: str = ""  # the field's name (filled in by `settings()`)
-    type: str = ""  # the field's annotation as written: "int", "int | None", "bool", ...
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def flag_for(self, value: Any) -> str:
-        """The command line that sets this field to `value`: `--watch-grad-jump 0`, `--no-watch`."""
-        if isinstance(value, bool):
-            return self.flag if value else "--no-" + self.flag[2:]
-        return f"{self.flag} {value}"
-
-
-def setting(default: Any, help: str, **meta: Any) -> Any:
-    """A RunConfig field with its `Setting` (see there) as metadata."""
-    return dataclasses.field(default=default, metadata={"setting": Setting(help, **meta)})
 
 
 @dataclass(frozen=True)
@@ -323,7 +279,7 @@ class RunConfig:
 
     def to_toml(self) -> str:
         lines = ["# nktui run configuration: `nktui --config THIS_FILE` repeats the run"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in self.to_dict().items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in self.to_dict().items()]
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> None:
@@ -384,35 +340,6 @@ def watch_off_flags() -> dict[str, str]:
     return {watchpoint: " ".join(parts) for watchpoint, parts in flags.items()}
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A config file's TOML table: ConfigError for an empty name, a missing file, a non-regular file (FIFO, device,
-    folder), more than CONFIG_FILE_LIMIT bytes, bytes that are not UTF-8, or TOML that does not parse."""
-    if not str(path).strip():
-        raise ConfigError("--config is empty: give a TOML file such as runs/<date-time>/config.toml")
-    shown = repr(str(path))
-    try:
-        info = os.stat(path)  # (stat never blocks, even on a FIFO: open would)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
-            raise ConfigError(f"config file {shown} is {kind}: give a TOML file")
-        with open(path, "rb") as f:
-            data = f.read(CONFIG_FILE_LIMIT + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {shown} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {shown}: {exc.strerror or exc}") from None
-    if len(data) > CONFIG_FILE_LIMIT:
-        raise ConfigError(f"config file {shown} is larger than {CONFIG_FILE_LIMIT >> 20} MB: it is not a RunConfig TOML")
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {shown} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {shown} is not valid TOML: {exc}") from None
-
-
 def cap_threads(config: RunConfig) -> tuple[RunConfig, str | None]:
     """(config with `threads` at most this machine's usable cores, a warning when it was more)."""
     cores = usable_cores()
@@ -463,13 +390,3 @@ def _check_range(
     if not ok:
         left, right = ("(" if lower_open else "["), (")" if upper_open else "]")
         raise ConfigError(f"{name} must be a number in {left}{lo:g}, {hi:g}{right}, not {value!r}")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)  # JSON's string escapes are valid TOML basic strings

@@ -270,3 +270,54 @@ def test_the_vectorised_screen_misses_nothing_the_exact_check_catches():
             got += [(h.step, h.watchpoint, h.layer) for h in hits]
             i = j + 1
         assert got == expected
+
+
+def test_commands_taken_at_a_flush_that_trips_a_watchpoint_still_run(controllers, wait_until):
+    """The loop flushes before it runs commands; when that flush trips a watchpoint, the commands it had already
+    taken run on the paused trainer (they used to be dropped: a screen waited for good, an LR was lost)."""
+    import threading
+
+    from nktui.engine.control import Controller
+    from nktui.protocol.commands import Evaluate
+
+    trainer = Trainer(RunConfig(model="linear", dataset="digits", log_every=1000))
+    trainer.take_step()
+    trainer.take_step()
+    trainer.set_lr(1e30)  # the steps still pending below blow the loss up
+    for _ in range(5):
+        trainer.take_step()
+    ctl = Controller(paused=False)
+    controllers.append(ctl)
+    evaluation = ctl.submit(Evaluate())
+    ctl.set_lr(0.01)
+    ctl.thread = threading.Thread(target=trainer.run, args=(ctl,), daemon=True)
+    ctl.thread.start()
+    assert evaluation.result(timeout=30).step == trainer.step_count  # run, on the weights it stands at
+    assert wait_until(lambda: ctl.state is RunState.PAUSED, timeout=30)
+    assert trainer.watch_hit is not None and trainer.watch_hit.watchpoint == "loss_jump"  # (the hit that paused it)
+    assert trainer.lr == 0.01
+
+
+def test_a_step_that_fails_after_its_health_row_leaves_the_next_steps_norms_right():
+    """Each pending step keeps its own row of the health block: a step whose update raised (a row written, no step
+    added) does not shift the norms of the steps after it."""
+    trainer = Trainer(RunConfig(model="mlp", dataset="digits", log_every=1000))
+    trainer.take_step(observe=True)
+    trainer.flush()
+    real_step = trainer.optimizer.step
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("optimizer failed")
+
+    trainer.optimizer.step = boom
+    with pytest.raises(RuntimeError, match="optimizer failed"):
+        trainer.take_step()
+    trainer.optimizer.step = real_step
+    truth = []
+    for _ in range(3):
+        trainer.take_step()
+        truth.append([torch.linalg.vector_norm(p.grad.double()).item() for p in trainer.instruments.params])
+    records, norms = trainer.make_records()
+    assert [r.step for r in records] == [2, 3, 4]
+    for reported, expected in zip(norms, truth):
+        assert reported == pytest.approx(expected, rel=1e-4)

@@ -3,7 +3,7 @@
 `evaluate_in_detail(trainer)` runs `Trainer.evaluate` (so the result is the very one the loss plot and the status
 bar get, and is published into the records like any validation) and, in the same pass over the split, keeps the
 `wrong` misclassified samples the model was most sure of, with their pixels. It runs on the training thread
-(`controller.call`) and returns an `nktui.protocol.results.Evaluation`, plain Python values only; the per-class
+(the `Evaluate(detailed=True)` command) and returns an `nktui.protocol.results.Evaluation`, plain Python values only; the per-class
 metrics come from `nktui.protocol.results.class_metrics`, which needs only the confusion matrix.
 """
 

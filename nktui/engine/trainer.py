@@ -29,6 +29,7 @@ from ..probe.watch import Watcher
 from ..protocol.config import LIVE_UPDATES, RunConfig, usable_cores
 from ..protocol.errors import ConfigError
 from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHit
+from ..protocol.results import StepTrace
 from ..protocol.state import RunState
 from .buffer import RecordBuffer
 from .commands import execute
@@ -36,7 +37,7 @@ from .control import Controller, launch
 from .batches import DataSource, TensorSource, load_data
 from .debugger.fault import stop_before
 from .debugger.rewind import RewindBuffer
-from .debugger.step_trace import StepTrace, Tracer
+from .debugger.step_trace import Tracer
 from .devices import resolve_device
 from .evaluation import evaluate_split
 from .models import build_on
@@ -229,10 +230,11 @@ class Trainer:
         if tracer is not None:
             tracer.after_backward(x, y, logits, loss)
             tracer.before_update(self._named_params)
+        health_row = None
         if observe:
             self.instruments.before_update()  # weight norms and a copy, on the device
         else:
-            self.pending.health.write()  # every step's health check: each gradient's norm, on the device, no sync
+            health_row = self.pending.health.write()  # every step's health check: each gradient's norm, no sync
         self._updating = True  # (a fault from here on may leave the weights half-updated)
         self.optimizer.step()  # w <- w - lr * dL/dw (plain SGD; momentum and Adam transform dL/dw first)
         self._updating = False
@@ -245,7 +247,7 @@ class Trainer:
             self.trajectory.record(self.step_count)
         # (loss and logits go to the pending steps as they are: their graph is freed by backward(), and a detach() a
         # step would cost two more tensors; the flush reads them under no_grad)
-        self.pending.add(self.step_count, self._epoch_of(self.step_count), lr, loss, logits, y, observation)
+        self.pending.add(self.step_count, self._epoch_of(self.step_count), lr, loss, logits, y, observation, health_row)
         return loss
 
     def last_update(self, name: str) -> torch.Tensor | None:
@@ -338,16 +340,20 @@ class Trainer:
         controller.records = self.records
         publish(self, controller)  # RunInfo: readers know the run from here on
         watch_gpu(controller, self.device)
+
         def flush_before_waiting() -> bool:
             return self._flush_running(controller)
 
+        calls: list = []  # the commands taken from the controller and not run yet
         try:
             if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
                 controller.report(RunState.RUNNING)
             while True:
                 cmd = controller.next_command(can_step=not self.finished, before_wait=flush_before_waiting)
-                if (cmd.calls or cmd.stop) and self._flush_running(controller):
-                    continue  # (a watchpoint among the running steps: the commands wait for the paused loop)
+                calls = cmd.calls
+                # Commands see every step taken so far: a watchpoint among the running steps leaves the trainer
+                # paused just before the step that tripped it, and the commands run there (but no step is taken).
+                tripped = bool(cmd.calls or cmd.stop) and self._flush_running(controller)
                 if cmd.lr is not None:
                     self.set_lr(cmd.lr)
                 for work, future in cmd.calls:
@@ -360,8 +366,11 @@ class Trainer:
                         else:
                             publish(self, controller)  # (a rewind, a step limit: readers see it with the result)
                             future.set_result(result)
+                calls = []
                 if cmd.stop:
                     break
+                if tripped:
+                    continue
                 if controller.state is RunState.FINISHED and not self.finished:  # the limit was raised: go on
                     controller.pause()  # from paused, as after any stop: space runs, n steps
                 if not cmd.take_step:
@@ -386,6 +395,9 @@ class Trainer:
             if controller.state is not RunState.FINISHED:
                 controller.report(RunState.STOPPED)
         except BaseException as exc:
+            for _, future in calls:  # taken but not run: their callers hear why, rather than wait for good
+                if not future.done():
+                    future.set_exception(RuntimeError(f"the run failed before it got to this: {exc}"))
             try:
                 self.flush()  # the steps before the fault are real; keep their records
                 publish(self, controller)

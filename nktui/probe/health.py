@@ -46,8 +46,9 @@ class HealthBlock:
     def __len__(self) -> int:
         return self._rows
 
-    def write(self) -> None:
-        """This step's row: each parameter's gradient norm (squared on the CPU), on the device; no host sync."""
+    def write(self) -> int:
+        """This step's row: each parameter's gradient norm (squared on the CPU), on the device; no host sync. Returns
+        the row's index, which the pending step keeps (a step that fails after this leaves an unused row)."""
         if self._rows == len(self.block):
             self._allocate(2 * len(self.block))
         if self.squared:
@@ -65,13 +66,14 @@ class HealthBlock:
             grads = [p.grad if p.grad is not None else p.new_zeros(()) for p in self.params]
             torch.stack(torch._foreach_norm(grads), out=self.block[self._rows])
         self._rows += 1
+        return self._rows - 1
 
     def rows(self) -> torch.Tensor:
         """The rows written since the last `clear()`, on the device (for the flush's one transfer)."""
         return self.block[: self._rows]
 
     def norms(self, values: list[float], rows: int) -> list[list[float]]:
-        """`rows` rows' values as read on the host (flattened, row after row): each step's gradient norms."""
+        """`rows` rows' values as read on the host (flattened, row after row): each row's gradient norms."""
         width = len(self.params)
         if self.squared:
             values = list(map(math.sqrt, values))  # (nan stays nan, inf stays inf)

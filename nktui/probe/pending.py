@@ -26,7 +26,8 @@ class PendingStep:
     loss: torch.Tensor  # 0-d, on the device (its graph freed by backward)
     logits: torch.Tensor  # (batch, classes)
     targets: torch.Tensor
-    observation: Observation | None  # None: an unobserved step, whose gradient norms are a row of the health block
+    observation: Observation | None  # None: an unobserved step, whose gradient norms are row `health_row`
+    health_row: int | None = None  # its row of the health block (unobserved steps)
 
 
 class PendingSteps:
@@ -62,7 +63,7 @@ class PendingSteps:
             correct = _count_correct([p.logits for p in pending], [p.targets for p in pending])
             values = torch.cat([losses, correct, self.health.rows().flatten()]).tolist()  # a host sync: the one wait
         self.health.clear()
-        health = iter(self.health.norms(values[2 * n:], checked))
+        health = self.health.norms(values[2 * n:], checked)
         elapsed = time.perf_counter() - self._window_start
         batches = [p.targets.shape[0] for p in pending]
         rate = sum(batches) / elapsed if elapsed > 0 else None
@@ -75,7 +76,7 @@ class PendingSteps:
                 layers = frozen_mapping(layers)
                 norms.append(None)
             else:
-                norms.append(next(health))
+                norms.append(health[p.health_row])
             records.append(StepRecord(p.step, p.epoch, values[i], values[n + i] / batches[i], p.lr, rate, layers, acts))
         return records, norms
 

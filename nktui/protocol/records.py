@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 EMPTY: Mapping = MappingProxyType({})
 
-# Numbers in rows, a 2-D picture of a tensor: a layer's weight or gradient (`inspect.LayerSnapshot`), a traced
-# input's channels (`trace.StepTrace`), what the heat maps of `nktui.render.heatmap` draw. The one definition: the
+# Numbers in rows, a 2-D picture of a tensor: a layer's weight or gradient (`results.LayerSnapshot`), a traced
+# input's channels (`results.StepTrace`), what the heat maps of `nktui.render.heatmap` draw. The one definition: the
 # engine's results hold tuples of tuples (immutable), the renderers take any sequence of sequences.
 Grid = Sequence[Sequence[float]]
 

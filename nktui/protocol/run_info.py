@@ -1,6 +1,6 @@
 """RunInfo: what a front end knows of a built run without touching its trainer, as one frozen value.
 
-The training thread makes it when the run is built (`nktui.training.run_info.describe`) and publishes a new one
+The training thread makes it when the run is built (`nktui.engine.published.describe`) and publishes a new one
 when what it says changes (the step limit raised, the rewind buffer grown or cut): readers take
 `Controller.info` (None until the trainer exists), a plain attribute replaced whole, never mutated. The live step
 counter (`Controller.step_count`) and the GPU reading (`Controller.gpu`) are published beside it, since they change

@@ -176,14 +176,17 @@ class RunDriver:
         keeper, final = self.keeper, Future()
 
         def done(finished: Future) -> None:  # (on the training thread, as the command completes)
-            if finished.cancelled() or finished.exception() is not None:
-                final.set_exception(finished.exception() or CancelledError())
-                return
-            result = finished.result()
-            if result.trace:
-                keeper.note(result.trace)
-            final.set_result(Final(result.step, result.epoch, result.train, result.val, keeper.saved_step,
-                                   result.save_error, result.unsaved))
+            try:
+                if finished.cancelled():
+                    raise CancelledError()
+                result = finished.result()  # (raises the command's own error)
+                if result.trace and keeper is not None:
+                    keeper.note(result.trace)
+                saved = keeper.saved_step if keeper is not None else None
+                final.set_result(Final(result.step, result.epoch, result.train, result.val, saved,
+                                       result.save_error, result.unsaved))
+            except BaseException as exc:  # whatever happened, the caller hears it rather than wait for good
+                final.set_exception(exc)
 
         self.controller.submit(Finish()).add_done_callback(done)
         return final

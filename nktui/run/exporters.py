@@ -19,8 +19,8 @@ A step row fills the training columns and one `<layer>/grad_norm` and `<layer>/u
 tensor; an eval row fills `val_loss` and `val_accuracy`. An empty cell is a value JSONL writes as `null` (not
 measured, or not finite). TensorBoard gets the scalars `train/loss`, `train/accuracy`, `train/lr`,
 `train/samples_per_sec`, `val/loss`, `val/accuracy`, `grad_norm/<layer>`, `update_ratio/<layer>`, and each
-layer's gradient histogram `grad/<layer>` (from `LayerStats.histogram`; `enable_histograms` asks the trainer for
-them). TensorBoard is optional: `pip install 'nktui[tensorboard]'`.
+layer's gradient histogram `grad/<layer>` (from `LayerStats.histogram`; the driver asks the trainer for them at
+launch). TensorBoard is optional: `pip install 'nktui[tensorboard]'`.
 """
 
 from __future__ import annotations
@@ -332,13 +332,6 @@ class RunWriters:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def enable_histograms(trainer: Any, config: RunConfig) -> None:
-    """Ask the trainer for gradient histograms on observed steps when TensorBoard will draw them (safe from any
-    thread: the next observed step uses the setting)."""
-    if config.tensorboard and not trainer.instruments.histogram_bins:
-        trainer.instruments.histogram_bins = TENSORBOARD_BINS
 
 
 def open_writers(run_dir: str | Path, config: RunConfig, layers: Sequence[str]) -> RunWriters:

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...protocol.results import Grid, LayerSnapshot
+from ...protocol.records import Grid
+from ...protocol.results import LayerSnapshot
 
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
     """2-D view of any parameter: vectors become one row, conv kernels (out, in, kh, kw) become out x (in*kh*kw)."""

@@ -18,7 +18,8 @@ from textual.widgets import Input, Label, Select
 from nktui.render import charset
 from nktui.render.format import lr_text
 from nktui.protocol import ConfigError, RunConfig
-from nktui.protocol.config import DEFAULT_STEPS, SETTINGS, Setting, parse_hidden
+from nktui.protocol.config import DEFAULT_STEPS, SETTINGS, parse_hidden
+from nktui.protocol.settings import Setting
 from nktui.ui.widgets.typed_input import TypedInput
 
 

@@ -6,10 +6,9 @@
 
 Every step keeps its loss, logits and each layer's gradient norm on the device; `flush()` turns the pending steps
 into `StepRecord`s with one host transfer, checks every one of them against the watchpoints in step order, and
-publishes them into `trainer.records`. The loop flushes when somebody will look (an observed step), before it
-pauses, and at least every FLUSH_EVERY steps, so the host waits for the device a few times a second, not once a
-step. When a watchpoint trips while the run trains, the loop goes back to just before that step and pauses
-(`nktui.engine.debugger.fault`).
+publishes them into `trainer.records`. The thread loop (`run()`, in `nktui.engine.run_loop`) flushes when somebody
+will look, before it pauses, and at least every FLUSH_EVERY steps; when a watchpoint trips while the run trains,
+it goes back to just before that step and pauses (`nktui.engine.debugger.fault`).
 """
 
 from __future__ import annotations
@@ -32,21 +31,18 @@ from ..protocol.records import EvalResult, Resumed, Rewound, StepRecord, WatchHi
 from ..protocol.results import StepTrace
 from ..protocol.state import RunState
 from .buffer import RecordBuffer
-from .commands import execute
+from .run_loop import run_loop
 from .control import Controller, launch
 from .batches import DataSource, TensorSource, load_data
-from .debugger.fault import stop_before
 from .debugger.rewind import RewindBuffer
 from .debugger.step_trace import Tracer
 from .devices import resolve_device
 from .evaluation import evaluate_split
 from .models import build_on
 from .optim import build_optimizer, get_lr, set_lr
-from .published import publish, watch_gpu
 from .datasets import ImageSet
 from .state import Checkpointing, resume_from, seed_everything
 
-FLUSH_EVERY = 64  # most steps kept on the device before their records are made
 
 
 class Trainer:
@@ -132,7 +128,7 @@ class Trainer:
     def step(self) -> StepRecord:
         """One forward / backward / update on the calling thread, fully observed; returns its record."""
         self.rewinds.before_step(self, single=True)
-        self._train_step(observe=True)
+        self.train_step(observe=True)
         return self.flush()[-1]
 
     def take_step(self, observe: bool = False, tracer: Tracer | None = None) -> torch.Tensor:
@@ -140,7 +136,7 @@ class Trainer:
         numbers pending on the device until the next `flush()` (`discard_pending()` drops them). `observe`: with
         the per-layer statistics. Returns the loss, on the device. (`step()` is the same step, observed, with a
         rewind state kept before it and its record made.)"""
-        return self._train_step(observe, tracer).detach()
+        return self.train_step(observe, tracer).detach()
 
     @property
     def trainable_params(self) -> list[tuple[str, nn.Parameter]]:
@@ -198,7 +194,7 @@ class Trainer:
         tracer = Tracer(self.model, sample_index)
         self.rewinds.before_step(self, single=True)
         try:
-            self._train_step(observe=True, tracer=tracer)
+            self.train_step(observe=True, tracer=tracer)
         finally:
             tracer.detach()
         record = self.flush()[-1]
@@ -207,7 +203,7 @@ class Trainer:
             classes=self.data.classes, record=record,
         )
 
-    def _train_step(self, observe: bool, tracer: Tracer | None = None) -> torch.Tensor:
+    def train_step(self, observe: bool, tracer: Tracer | None = None) -> torch.Tensor:
         """The step function: forward, loss, backward, update; the step's numbers stay on the device (pending)."""
         x, y = self.data.train_batch(self.step_count)  # a gather on the device, no host copy
         if not self.model.training:  # .train() walks every module: only when evaluation switched it off
@@ -279,18 +275,6 @@ class Trainer:
         self.records.publish_many(checked.publish)
         return checked.records
 
-    def _flush_running(self, controller: Controller, *, hold: bool = True) -> bool:
-        """The loop's flush: True when a watchpoint tripped, the trainer now stands just before that step and the
-        run is paused."""
-        self.flush(hold=hold)
-        flagged, self._flagged = self._flagged, None
-        if flagged is None or not stop_before(self, flagged):
-            publish(self, controller)
-            return False
-        publish(self, controller)
-        controller.pause()
-        return True
-
     # -- evaluation ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, split: str = "val", on_batch: Callable | None = None) -> EvalResult:
@@ -308,7 +292,13 @@ class Trainer:
             self.records.publish(result)
         return result
 
-    def _eval_due(self) -> bool:
+    def take_flagged(self) -> Flagged | None:
+        """The step the last `flush(hold=True)` found tripping a watchpoint, if any, for the loop to hand to the
+        fault finder; None after."""
+        flagged, self._flagged = self._flagged, None
+        return flagged
+
+    def eval_due(self) -> bool:
         every = self.config.eval_every
         if every is None:
             every = self.data.steps_per_epoch
@@ -332,77 +322,5 @@ class Trainer:
         return launch(lambda: cls(config, **kwargs), paused=paused)
 
     def run(self, controller: Controller) -> None:
-        """The loop: take commands at each step boundary, step, flush when someone will look. Ends on stop."""
-        log_every = self.config.log_every
-        checkpointer = self.checkpointer
-        self.controller = controller
-        controller.trainer = self
-        controller.records = self.records
-        publish(self, controller)  # RunInfo: readers know the run from here on
-        watch_gpu(controller, self.device)
-
-        def flush_before_waiting() -> bool:
-            return self._flush_running(controller)
-
-        calls: list = []  # the commands taken from the controller and not run yet
-        try:
-            if not controller.pause_requested:  # (a paused start reports PAUSED when it first waits)
-                controller.report(RunState.RUNNING)
-            while True:
-                cmd = controller.next_command(can_step=not self.finished, before_wait=flush_before_waiting)
-                calls = cmd.calls
-                # Commands see every step taken so far: a watchpoint among the running steps leaves the trainer
-                # paused just before the step that tripped it, and the commands run there (but no step is taken).
-                tripped = bool(cmd.calls or cmd.stop) and self._flush_running(controller)
-                if cmd.lr is not None:
-                    self.set_lr(cmd.lr)
-                for work, future in cmd.calls:
-                    if future.set_running_or_notify_cancel():
-                        try:
-                            result = work(self) if callable(work) else execute(self, work)
-                        except BaseException as exc:  # the caller gets the error; the run goes on
-                            publish(self, controller)
-                            future.set_exception(exc)
-                        else:
-                            publish(self, controller)  # (a rewind, a step limit: readers see it with the result)
-                            future.set_result(result)
-                calls = []
-                if cmd.stop:
-                    break
-                if tripped:
-                    continue
-                if controller.state is RunState.FINISHED and not self.finished:  # the limit was raised: go on
-                    controller.pause()  # from paused, as after any stop: space runs, n steps
-                if not cmd.take_step:
-                    continue
-                observe = cmd.observe or self.step_count == 0 or (self.step_count + 1) % log_every == 0
-                self.rewinds.before_step(self, single=cmd.single_step)
-                self._train_step(observe)
-                controller.step_count = self.step_count
-                evaluate = self._eval_due() or self.finished
-                if observe or evaluate or controller.pause_requested or len(self.pending) >= FLUSH_EVERY:
-                    if self._flush_running(controller, hold=not cmd.single_step):
-                        continue  # a watchpoint: the trainer stands just before the step that tripped it, paused
-                if checkpointer is not None and checkpointer.due(self.step_count):
-                    checkpointer.try_save(self)  # (weights holding nan or inf are refused: last.pt stays good)
-                if evaluate:
-                    self.evaluate()
-                if self.finished:
-                    publish(self, controller)
-                    controller.report(RunState.FINISHED)
-            self.flush()
-            publish(self, controller)
-            if controller.state is not RunState.FINISHED:
-                controller.report(RunState.STOPPED)
-        except BaseException as exc:
-            for _, future in calls:  # taken but not run: their callers hear why, rather than wait for good
-                if not future.done():
-                    future.set_exception(RuntimeError(f"the run failed before it got to this: {exc}"))
-            try:
-                self.flush()  # the steps before the fault are real; keep their records
-                publish(self, controller)
-            except BaseException:
-                pass
-            if checkpointer is not None:
-                checkpointer.after_fault(self)  # last.pt: the state just before the failing step
-            controller.fail(exc)
+        """The thread loop (`nktui.engine.run_loop`): commands at each step boundary, steps, flushes. Ends on stop."""
+        run_loop(self, controller)

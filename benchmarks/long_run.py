@@ -62,7 +62,7 @@ def engine(steps: int, batch_size: int) -> None:
         next_report = 0
         while True:
             session.poll()
-            trainer = session.controller.trainer
+            trainer = session.run.controller.trainer
             step = trainer.step_count if trainer is not None else 0
             if baseline is None and step >= WARMUP_STEPS:
                 baseline = rss_mb()
@@ -81,7 +81,7 @@ def engine(steps: int, batch_size: int) -> None:
         line = session.close("finished")
         wall = time.perf_counter() - started
         rows = sum(1 for _ in open(run_dir / "metrics.jsonl"))
-        print(f"end (step {session.controller.trainer.step_count:,}, {wall:.0f} s, {rows:,} metrics rows): {end:.1f} MB")
+        print(f"end (step {session.run.controller.trainer.step_count:,}, {wall:.0f} s, {rows:,} metrics rows): {end:.1f} MB")
         print(f"growth after warm-up: {end - (baseline or end):+.1f} MB (target < 100 MB)")
         print(line)
 
@@ -97,7 +97,7 @@ def app(seconds: float, batch_size: int) -> None:
                 samples = []
                 while time.monotonic() - started < seconds:
                     await pilot.pause(10.0 if samples else 5.0)
-                    trainer = nktui_app.session.controller.trainer
+                    trainer = nktui_app.session.run.controller.trainer
                     samples.append((time.monotonic() - started, trainer.step_count if trainer else 0, rss_mb()))
                     t, step, mb = samples[-1]
                     print(f"{t:5.0f} s  step {step:>9,}  {mb:7.1f} MB", flush=True)

@@ -69,7 +69,7 @@ def child(out_path: str, warmup: float, windows: int, window: float, threads: in
         return bare[0].run_for(window)
 
     async def on_training_thread(fn):
-        return await asyncio.wrap_future(app.session.controller.call(fn))
+        return await asyncio.wrap_future(app.session.run.controller.call(fn))
 
     async def caught_up() -> None:
         """Until the panes have drawn the newest data (they wait for their turn while training: nktui.ui.pacing),
@@ -82,20 +82,20 @@ def child(out_path: str, warmup: float, windows: int, window: float, threads: in
 
     async def measure() -> None:
         session = app.session
-        while session.controller.trainer is None or session.controller.trainer.step_count < 50:  # torch's import, the data: start-up
+        while session.run.controller.trainer is None or session.run.controller.trainer.step_count < 50:  # torch's import, the data: start-up
             await asyncio.sleep(0.1)
         await on_training_thread(build_bare)
         await asyncio.sleep(warmup)
-        thread, ui = session.controller.thread, threading.main_thread()
+        thread, ui = session.run.controller.thread, threading.main_thread()
         pairs = []
         for _ in range(windows):
-            trainer = session.controller.trainer
+            trainer = session.run.controller.trainer
             # CLOCK_MONOTONIC: the parent reads the same clock, to count the bytes written in the app's windows
             t0, n0, c0, u0 = time.monotonic(), trainer.step_count, thread_cpu_seconds(thread), thread_cpu_seconds(ui)
             await asyncio.sleep(window)
             t1, n1, c1, u1 = time.monotonic(), trainer.step_count, thread_cpu_seconds(thread), thread_cpu_seconds(ui)
             quiet.clear()
-            future = asyncio.wrap_future(session.controller.call(bare_window))
+            future = asyncio.wrap_future(session.run.controller.call(bare_window))
             await caught_up()  # the panes draw what they still had to: a quiet UI for the bare loop
             u2, t2 = thread_cpu_seconds(ui), time.monotonic()
             quiet.set()

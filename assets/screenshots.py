@@ -41,11 +41,11 @@ async def trained(pilot, steps: int) -> None:
     """Let the run train to about `steps`, pause it, and let the panes catch up."""
     app = pilot.app
     await until(pilot, lambda: app.session.state is RunState.RUNNING, "the run to start")
-    await until(pilot, lambda: app.session.trainer.step_count >= steps, f"step {steps}", 120)
+    await until(pilot, lambda: app.session.step_count >= steps, f"step {steps}", 120)
     await pilot.press("space")
     await until(pilot, lambda: app.session.state is RunState.PAUSED, "the pause")
     for _ in range(3):
-        step = app.session.trainer.step_count
+        step = app.session.step_count
         await pilot.press("n")
         await until(pilot, lambda: app.gradient_pane.shown_step == step + 1, "the single step")
     await pilot.pause(1.0)  # the plot's next redraw

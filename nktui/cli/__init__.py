@@ -19,6 +19,7 @@ its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any, NoReturn
@@ -60,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         from .serve import serve_main
 
         return serve_main(args_list[1:])
+    if args_list[:1] == ["_host"]:  # the run process `nktui` starts (nktui.host.spawn): not for people
+        from .host import host_main
+
+        return host_main(args_list[1:])
+    if args_list[:1] == ["attach"]:  # the app on a live run
+        from .attach import attach_main
+
+        return attach_main(args_list[1:])
+    if args_list[:1] == ["ls"]:  # the live runs
+        from .attach import ls_main
+
+        return ls_main(args_list[1:])
     if args_list[:1] == ["eval"]:  # a checkpoint's evaluation tables: nktui.cli.eval parses its own flags
         from .eval import main as eval_main
 
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             from ..protocol.config import APP_DEFAULT_STEPS
 
             config = config.replace(steps=APP_DEFAULT_STEPS)  # the app's run goes on until stopped (or this)
-        code = run_app_command(config, options)
+        code = run_app_command(config, dataclasses.replace(options, argv=tuple(args_list)))
     from ..run.signals import leave
 
     return leave(code)  # after SIGTERM/SIGHUP/SIGINT: out now, not after torch's slow teardown
@@ -96,11 +109,31 @@ def run_app_command(config: Any, options: Options) -> int:
             print_error(exc)
             return EXIT_BAD_INPUT
     try:
-        from ..ui.app import run_app
+        from ..ui.app import run_app, run_attached
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == "nktui.ui" or exc.name.startswith("nktui.ui.")):
             print_error(f"the app ({exc.name}) is missing from this installation; `nktui train` trains without it")
             return EXIT_FAILED
         raise
-    return run_app(config, paused=options.paused, **({"resume": options.resume} if options.resume else {}))
+    if options.in_process:  # the run inside the app's process: it ends with the app (nktui serve's tabs)
+        return run_app(config, paused=options.paused, **({"resume": options.resume} if options.resume else {}))
+    from ..host.remote import RemoteRunClient
+    from ..host.server import SOCKET_FILE
+    from ..host.spawn import RunProcessFailed, start_run_process
+    from ..protocol.errors import NktuiError
+
+    try:  # the run in a process of its own (it outlives this terminal), then the app attached to it
+        run_dir, _ = start_run_process([a for a in argv_of(options) if a != "--in-process"])
+        client = RemoteRunClient.connect(run_dir / SOCKET_FILE)
+    except RunProcessFailed as exc:
+        print_error(exc)
+        return exc.code
+    except NktuiError as exc:
+        print_error(exc)
+        return EXIT_FAILED
+    return run_attached(client, argv=argv_of(options))
+
+
+def argv_of(options: Options) -> list[str]:
+    return list(options.argv)
 

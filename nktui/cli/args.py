@@ -24,7 +24,7 @@ from ..protocol.config import SETTINGS  # (no torch: --help stays instant)
 # (metavar, help) of each RunConfig field's flag, as its Setting says (nktui.protocol.config): read, not written here
 FLAG_HELP: dict[str, tuple[str, str]] = {name: (s.metavar, s.help) for name, s in SETTINGS.items()}
 
-COMMANDS = ("train", "serve", "eval")
+COMMANDS = ("train", "serve", "eval", "attach", "ls")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -45,6 +45,8 @@ class Options:
     paused: bool = False  # the app opens paused before step 1
     resume: Any = None  # a nktui.cli.resume.ResumePlan for --resume PATH
     warnings: tuple[str, ...] = ()  # printed as `nktui: warning: ...` before the run starts
+    in_process: bool = False  # the app's run in the app's own process (it ends with the app)
+    argv: tuple[str, ...] = ()  # the command line as given (the run process gets the app's flags)
 
 
 def config_fields() -> tuple[tuple[Any, ...], Any, int]:
@@ -96,11 +98,15 @@ def make_parsers() -> tuple[ArgumentParser, ArgumentParser]:
         "single-step and steer it.",
         epilog="commands:\n  nktui train [flags]   train without the app: progress, metrics.jsonl, last.pt "
         "(nktui train --help)\n  nktui serve [flags]   the app in a web browser, a run per tab (nktui serve --help)"
-        "\n  nktui eval PATH       evaluate a checkpoint (last.pt) without the app (nktui eval --help)",
+        "\n  nktui eval PATH       evaluate a checkpoint (last.pt) without the app (nktui eval --help)"
+        "\n  nktui attach [RUN]    open the app on a live run (default: the newest under ./runs)"
+        "\n  nktui ls [DIR]        list the live runs (default: under ./runs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     app.add_argument("--version", action="version", version=f"nktui {__version__}")
     app.add_argument("--paused", action="store_true", help="open the app paused before step 1")
+    app.add_argument("--in-process", action="store_true",
+                     help="train inside the app's own process: the run ends with the app (no attach, no detach)")
     add_config_flags(app)
     train = ArgumentParser(
         prog="nktui train",
@@ -118,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Optio
     if args_list and args_list[0] == "train":
         return train.parse_args(args_list[1:]), Options(command="train")
     args = app.parse_args(args_list)
-    return args, Options(command="app", paused=bool(args.paused))
+    return args, Options(command="app", paused=bool(args.paused), in_process=bool(args.in_process))
 
 
 def build_config(argv: list[str] | None = None) -> tuple[Any, Options]:

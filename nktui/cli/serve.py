@@ -66,7 +66,7 @@ def split_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def app_command(app_args: list[str], runs: Path | None = None) -> str:
     """The shell command each tab runs: this Python, `-m nktui`, the app flags (quoted), and with `runs` a last
     `--run-dir runs/tab-$$` (the last flag wins), which the tab's shell makes its own with its process id."""
-    command = shlex.join([sys.executable, "-m", "nktui", *app_args])
+    command = shlex.join([sys.executable, "-m", "nktui", "--in-process", *app_args])  # a tab's run ends with it
     if runs is not None and os.name == "posix":
         command += f" --run-dir {shlex.quote(str(runs))}/tab-$$"
     return command

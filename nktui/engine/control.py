@@ -181,6 +181,10 @@ class Controller:
     def report_progress(self, progress: JobProgress) -> None:
         self._progress[progress.job] = progress
 
+    def all_progress(self) -> list[JobProgress]:
+        """Every running job's newest progress."""
+        return list(self._progress.values())
+
     def progress(self, job: int) -> JobProgress | None:
         """The newest progress job `job` reported; None before it started (or once it is done)."""
         return self._progress.get(job)

@@ -16,11 +16,12 @@ controller keeps for any thread to read (`Controller.progress(job)`). Nothing he
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-_jobs = itertools.count(1)
+_jobs = itertools.count((os.getpid() << 24) + 1)  # (two clients of one run never pick the same number)
 
 
 def new_job() -> int:
@@ -148,6 +149,29 @@ class Cancel:
 
     job: int
 
+
+# -- asked of the run process (nktui.host) by an attached client ---------------------------------------------------
+@dataclass(frozen=True)
+class SaveNow:
+    """last.pt now: the Future gets the step it holds (a failed run: the state from before the failing step)."""
+
+
+@dataclass(frozen=True)
+class EndRun:
+    """Stop the run for good: last.pt saved, the trainer stopped, the process ends; the Future gets the exit line
+    (what last.pt holds and how to resume)."""
+
+    reason: str = "stopped"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line into the run's nktui.log (a client's warning or traceback)."""
+
+    text: str
+
+
+HOST_COMMANDS: tuple[type, ...] = (SaveNow, EndRun, Note)
 
 TrainingCommand = Union[UpdateLive, Evaluate, TraceStep, LrWhatIf, RewindTo, ComputeSurface, SnapshotLayer,
                         SaveCheckpoint, Finish, SetHistogramBins]

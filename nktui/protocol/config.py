@@ -390,3 +390,10 @@ def _check_range(
     if not ok:
         left, right = ("(" if lower_open else "["), (")" if upper_open else "]")
         raise ConfigError(f"{name} must be a number in {left}{lo:g}, {hi:g}{right}, not {value!r}")
+
+
+def app_threads() -> int:
+    """CPU threads for the app's trainer: one fewer than the cores, so that the UI keeps one (why: ARCHITECTURE.md,
+    "Two threads, two directions", on libgomp's pool)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, cores - 1)

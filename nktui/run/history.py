@@ -113,6 +113,18 @@ class Series:
     def __len__(self) -> int:
         return len(self.buckets) + len(self.recent)
 
+    def export(self) -> dict:
+        """Everything it holds as plain lists (for a client attaching to a run: `nktui.host`)."""
+        return {"recent": [list(p) for p in self.recent], "width": self.width, "count": self.count,
+                "buckets": [[b.first, b.last, b.low, b.total, b.high, b.count] for b in self.buckets]}
+
+    def restore(self, data: dict) -> None:
+        """Hold what `export` gave (ValueError/TypeError/KeyError for anything else)."""
+        self.recent = deque((int(s), float(v)) for s, v in data["recent"])
+        self.buckets = [_Bucket(int(a), int(b), float(lo), float(t), float(hi), int(n))
+                        for a, b, lo, t, hi, n in data["buckets"]]
+        self.width, self.count = int(data["width"]), int(data["count"])
+
 
 class RunHistory:
     """The series the loss plot draws, fed from records. `version` changes whenever something was added."""
@@ -137,6 +149,16 @@ class RunHistory:
                 series.truncate(record.step)
         else:
             return
+        self.version += 1
+
+    SERIES = ("train_loss", "lr", "val_loss", "val_accuracy")
+
+    def export(self) -> dict:
+        return {name: getattr(self, name).export() for name in self.SERIES}
+
+    def restore(self, data: dict) -> None:
+        for name in self.SERIES:
+            getattr(self, name).restore(data[name])
         self.version += 1
 
     def extend(self, records) -> None:

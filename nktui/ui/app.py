@@ -20,7 +20,7 @@ from textual.widgets import Input, Static
 from nktui.render import charset
 from nktui.render.format import byte_size, lr_text, number
 from nktui.protocol import ConfigError, RunConfig, RunState
-from nktui.ui import ascii_terminal, error_boundary, keys, run_lifecycle
+from nktui.ui import ascii_terminal, attached, error_boundary, keys, run_lifecycle
 from nktui.ui.debugger_keys import DebuggerKeys
 from nktui.ui.key_states import KeyStates
 from nktui.ui.pacing import RedrawPace
@@ -43,16 +43,17 @@ GRADIENTS_PACE = (0.01, 1.0, 3.0)
 QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when quitting
 
 
-class NktuiApp(KeyStates, DebuggerKeys, App[int]):
+class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
     TITLE = "nktui"
     CSS_PATH = "app.tcss"
     BINDINGS = keys.BINDINGS
 
     def __init__(self, config: RunConfig, *, paused: bool = False, run_dir=None, resume=None,
-                 handle_signals: bool = False, run_client=None, **trainer_kwargs) -> None:
+                 handle_signals: bool = False, run_client=None, attached: bool = False, **trainer_kwargs) -> None:
         """`run_dir`: where the run's files go (None: no files); `resume`: a nktui.cli.resume.ResumePlan to go on
         from; `handle_signals`: SIGINT/SIGTERM/SIGHUP save and exit (see nktui.ui.run_lifecycle); `run_client`:
-        `f(config, paused)` making each session's run client in place of a real run (tests: tests/fake_run.py)."""
+        `f(config, paused)` making each session's run client in place of a real run (tests: tests/fake_run.py);
+        `attached`: those clients are runs in processes of their own (nktui.ui.attached: d detaches, q asks)."""
         charset.decide()  # Unicode or ASCII, once (nktui.render.charset); before the driver is chosen
         super().__init__()
         ascii_terminal.apply(self)
@@ -60,6 +61,7 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
         self.start_paused = paused
         self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
         self.run_client = run_client
+        self.attached = attached
         self.session: Session | None = None
         self._gradients_stale = False  # observed records the gradient pane has not shown yet
         self.run_dir, self.resume, self.handle_signals = run_dir, resume, handle_signals
@@ -91,16 +93,19 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
 
     def on_mount(self) -> None:
         if self.handle_signals:
-            run_lifecycle.install_signal_handlers(self)
+            run_lifecycle.install_signal_handlers(self, attached.on_stop_signal if self.attached else None)
+        if self.attached:
+            self.loss_plot.pace = RedrawPace(*attached.ATTACHED_PLOT_PACE)
+            self.gradient_pane.pace = RedrawPace(*attached.ATTACHED_PLOT_PACE)
         self.start_session(self.config, paused=self.start_paused)
-        self.set_interval(TICK_SECONDS, self.tick)
+        self.set_interval(attached.ATTACHED_TICK_SECONDS if self.attached else TICK_SECONDS, self.tick)
         self.gradient_pane.focus()
 
     def start_session(self, config: RunConfig, *, paused: bool) -> None:
         self.config = config
         client = self.run_client(config, paused) if self.run_client is not None else None
-        self.session = Session(config, paused=paused, keeper=run_lifecycle.make_keeper(self, config), client=client,
-                               **self.trainer_kwargs)
+        keeper = None if self.attached else run_lifecycle.make_keeper(self, config)  # (attached: the run's own)
+        self.session = Session(config, paused=paused, keeper=keeper, client=client, **self.trainer_kwargs)
         self.gradient_pane.clear_layers()
         self.show_rewind_memory()  # (the new run's: none kept yet)
         self.config_pane.show_config(config)
@@ -112,6 +117,8 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
     def tick(self) -> None:
         session = self.session
         if session is None or self.closing or not self.screen_stack:  # (no screen: the app is exiting)
+            return
+        if self.attached and self.check_run_gone():
             return
         changes = session.poll()
         if changes.state:
@@ -327,7 +334,10 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
         self.push_screen(HelpScreen(lines + keys.HELP_EXTRA))
 
     async def action_quit(self) -> None:
-        self.shutdown("quit")
+        if self.attached:
+            self.ask_quit()  # stop the run, or leave it training
+        else:
+            self.shutdown("quit")
 
     def shutdown(self, reason: str) -> None:
         """Save last.pt, stop the trainer, write the last records, exit with code 0 (q, ctrl+c, stop signals), or 1
@@ -380,6 +390,11 @@ class NktuiApp(KeyStates, DebuggerKeys, App[int]):
         for title, binding_id in keys.PALETTE:
             binding = keys.BY_ID[binding_id]
             yield SystemCommand(title, binding.tooltip, partial(self.run_action, binding.action))
+
+
+def run_attached(client, argv=None) -> int:
+    """The app on a run in a process of its own (`nktui`, `nktui attach`) until it detaches or stops the run."""
+    return attached.run(NktuiApp, client)
 
 
 def run_app(config: RunConfig, *, paused: bool = False, resume=None) -> int:

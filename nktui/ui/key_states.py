@@ -11,6 +11,8 @@ from nktui.ui import keys
 class KeyStates:
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         session = self.session
+        if action == "detach":
+            return bool(getattr(self, "attached", False))  # (hidden for a run inside the app: it ends with it)
         if session is None:
             return True
         enabled = {

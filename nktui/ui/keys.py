@@ -36,7 +36,10 @@ BINDINGS = [  # the description is the key bar's label, the tooltip the help scr
             tooltip="edit the config pane (tab between fields)"),
     Binding("escape", "focus_gradients", "Back", id="back", show=False, tooltip="back to the gradient pane"),
     Binding("question_mark", "help", "Help", id="help", key_display="?", tooltip="this help"),
-    Binding("q", "quit", "Quit", id="quit", tooltip="save last.pt, stop at a step boundary and quit"),
+    Binding("d", "detach", "Detach", id="detach",
+            tooltip="leave the run training in its own process and close the app (nktui attach comes back)"),
+    Binding("q", "quit", "Quit", id="quit",
+            tooltip="save last.pt, stop at a step boundary and quit (a run in its own process: asks, stop or detach)"),
     Binding("ctrl+c", "quit", "Quit", id="ctrl-c-quit", show=False, priority=True, tooltip="the same as q"),
     Binding("ctrl+s", "save_config", "Save config", id="save-config", show=False,
             tooltip="save the config pane's settings as TOML"),
@@ -58,6 +61,7 @@ PALETTE = [  # (title in the command palette, binding id)
     ("Restart", "restart"),
     ("Save checkpoint", "save"),
     ("Save config", "save-config"),
+    ("Detach (the run goes on)", "detach"),
     ("Help", "help"),
 ]
 

@@ -41,9 +41,10 @@ def make_keeper(app: Any, config: Any) -> RunKeeper | None:
     return RunKeeper(next_run_dir(Path(app.run_dir)), config, fresh=restart)
 
 
-def install_signal_handlers(app: Any) -> StopSignals:
-    """SIGINT, SIGTERM and SIGHUP make the app save and exit cleanly (call from on_mount: the loop is running)."""
-    stops = StopSignals(lambda name: on_stop_signal(app, name))
+def install_signal_handlers(app: Any, handler: Any = None) -> StopSignals:
+    """SIGINT, SIGTERM and SIGHUP make the app save and exit cleanly (call from on_mount: the loop is running);
+    `handler(app, name)` in place of that (an attached app detaches)."""
+    stops = StopSignals(lambda name: (handler or on_stop_signal)(app, name))
     loop = asyncio.get_running_loop()
     for sig in handled(STOP_SIGNALS):  # (not a signal the process was started ignoring: nohup)
         try:

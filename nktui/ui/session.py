@@ -16,9 +16,11 @@ from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 
+from nktui.protocol.config import app_threads
 from nktui.protocol import ConfigError, EvalResult, NktuiError, Rewound, RunConfig, RunState, StepRecord, WatchHit
 from nktui.protocol.commands import Evaluate, JobProgress, LrWhatIf, RewindTo, TraceStep, UpdateLive
 from nktui.protocol.run_info import RunInfo
+from nktui.host.mirror import RECENT_DEPTH, SCRUB_DEPTH, Snapshot
 from nktui.run.client import RunClient
 from nktui.run.files import RunKeeper
 from nktui.run.history import RunHistory
@@ -27,15 +29,7 @@ from nktui.ui.changes import Changes
 from nktui.ui.session_files import SessionFiles
 
 HISTOGRAM_BINS = 16
-SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth
 RATE_WINDOW = 2.0  # seconds of step counts behind the status bar's samples/s
-
-
-def app_threads() -> int:
-    """CPU threads for the app's trainer: one fewer than the cores, so that the UI keeps one (why: ARCHITECTURE.md,
-    "Two threads, two directions", on libgomp's pool)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    return max(1, cores - 1)
 
 
 class Session(Abilities, SessionFiles):
@@ -63,7 +57,7 @@ class Session(Abilities, SessionFiles):
         self.latest_eval: EvalResult | None = None
         self.lr = config.lr
         self.observed: deque[StepRecord] = deque(maxlen=SCRUB_DEPTH)  # per-layer records, for scrubbing
-        self.recent: deque[StepRecord] = deque(maxlen=256)  # the newest step records, to step back on a rewind
+        self.recent: deque[StepRecord] = deque(maxlen=RECENT_DEPTH)  # the newest step records, for a rewind
         self.scrub_index: int | None = None  # position in `observed` while scrubbing; None: follow the newest
         self.watch_hit: WatchHit | None = None  # the newest watchpoint hit, until the run goes on
         self._rate_samples: deque[tuple[float, int]] = deque()
@@ -126,6 +120,9 @@ class Session(Abilities, SessionFiles):
             records = self.run.drain()  # (written to the exports here, on the app's thread: they cost the loop nothing)
             self._write_warnings(changes)  # a full disk: a notice, once; the run goes on
             for record in records:
+                if isinstance(record, Snapshot):  # a run in another process: all it kept, on attaching
+                    self._load(record, changes)
+                    continue
                 self.history.add(record)
                 if isinstance(record, StepRecord):
                     self.latest_step = record
@@ -156,6 +153,26 @@ class Session(Abilities, SessionFiles):
             self._on_state(state)
         self._report_saves(changes)
         return changes
+
+    @property
+    def remote(self) -> bool:
+        """The run lives in another process (nktui.host): its files are its own, and it can be left running."""
+        return getattr(self.run, "remote", False)
+
+    def _load(self, snapshot: Snapshot, changes: Changes) -> None:
+        """Everything a run in another process kept, as if this view had been there from the start."""
+        self.history = snapshot.history
+        self.recent = deque(snapshot.recent, maxlen=RECENT_DEPTH)
+        self.observed = deque(snapshot.observed, maxlen=SCRUB_DEPTH)
+        self.latest_step = self.recent[-1] if self.recent else None
+        self.latest_observed = self.observed[-1] if self.observed else None
+        self.latest_eval = snapshot.latest_eval
+        self.watch_hit = snapshot.watch_hit
+        self.scrub_index = None
+        if self.latest_step is not None:
+            self.lr = self.latest_step.lr
+        changes.steps = changes.observed = True
+        changes.evaluation = snapshot.latest_eval is not None
 
     def _measure_rate(self, info: RunInfo | None) -> None:
         """samples/s over the last RATE_WINDOW seconds, from the step counter (a paused stretch restarts it)."""
@@ -265,6 +282,11 @@ class Session(Abilities, SessionFiles):
     def rewind_to(self, step: int):
         return self.submit(RewindTo(step))
 
+    def detach(self) -> None:
+        """Leave a run in another process running; this view ends."""
+        self.closed = True
+        self.run.detach()
+
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop at the next step boundary and wait for the thread; True if it ended in time."""
         ended = self.run.stop(timeout)
@@ -282,6 +304,8 @@ class Session(Abilities, SessionFiles):
         if self.closed:
             return None
         self.closed = True
+        if self.remote:  # the run process saves, stops and says how to resume
+            return self.run.end(reason, timeout=max(timeout, 10.0))
         problem = None
         if self.info is not None:
             self.poll(want_snapshot=False)  # (a run that ends before any tick saw it: the folder, the files)

@@ -51,7 +51,7 @@ class SessionFiles:
     def _on_state(self, state: RunState) -> None:
         if self.keeper is None or self.closed:
             return
-        if state is RunState.FINISHED:
+        if state is RunState.FINISHED and not self.remote:  # (a run process saves its own end)
             self.save()  # the end of the run
         elif state is RunState.FAILED:
             self.failure_log = self.run.log_failure()

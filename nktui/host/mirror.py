@@ -1,0 +1,85 @@
+"""What a run process keeps of its own records so that a client attaching late sees what one there from the start
+sees: the plot history (bounded and bucketed: `nktui.run.history`), the newest step records (for a rewind), the
+observed steps (the scrub buffer), the latest evaluation and watchpoint hit. `RunMirror` is fed on the host's
+thread; `snapshot()` is one frame of it. `Snapshot` is that frame read back on the client's side, handed to the
+app's Session as the first "record" of a connection (and again after a client fell behind and was resynced).
+Imports neither torch nor Textual.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol import EvalResult, Rewound, StepRecord, WatchHit
+from ..protocol.wire import WireError, from_wire, records_from_wire, records_to_wire, to_wire
+from ..run.history import RunHistory
+
+SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth (the app's Session keeps as many)
+RECENT_DEPTH = 256  # the newest step records, to step back on a rewind
+
+
+class RunMirror:
+    """The records' state a view needs, fed by `add` (one thread: the host's)."""
+
+    def __init__(self) -> None:
+        self.history = RunHistory()
+        self.recent: deque[StepRecord] = deque(maxlen=RECENT_DEPTH)
+        self.observed: deque[StepRecord] = deque(maxlen=SCRUB_DEPTH)
+        self.latest_eval: EvalResult | None = None
+        self.watch_hit: WatchHit | None = None
+
+    def add(self, records: list[Any]) -> None:
+        for record in records:
+            self.history.add(record)
+            if isinstance(record, StepRecord):
+                self.recent.append(record)
+                if record.observed:
+                    self.observed.append(record)
+            elif isinstance(record, EvalResult):
+                self.latest_eval = record
+            elif isinstance(record, WatchHit):
+                self.watch_hit = record
+            elif isinstance(record, Rewound):
+                for kept in (self.observed, self.recent):
+                    while kept and kept[-1].step > record.step:
+                        kept.pop()
+                self.watch_hit = None
+
+    def snapshot(self) -> tuple[dict[str, Any], bytes]:
+        """(header fields, blob) of the whole mirror."""
+        recent, blob = records_to_wire(list(self.recent))
+        return {
+            "history": self.history.export(),
+            "recent": recent,
+            "observed": [to_wire(r) for r in self.observed],
+            "latest_eval": to_wire(self.latest_eval),
+            "watch_hit": to_wire(self.watch_hit),
+        }, blob
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run's mirror as a client received it (see the module's docstring)."""
+
+    history: RunHistory
+    recent: tuple[StepRecord, ...]
+    observed: tuple[StepRecord, ...]
+    latest_eval: EvalResult | None
+    watch_hit: WatchHit | None
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any], blob: bytes) -> Snapshot:
+        try:
+            history = RunHistory()
+            history.restore(message["history"])
+            recent = tuple(records_from_wire(message["recent"], blob))
+            observed = tuple(from_wire(r) for r in message["observed"])
+            snapshot = cls(history, recent, observed, from_wire(message["latest_eval"]),
+                           from_wire(message["watch_hit"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"a malformed snapshot: {exc}") from None
+        if not all(isinstance(r, StepRecord) for r in recent + observed):
+            raise WireError("a snapshot whose steps are not step records")
+        return snapshot

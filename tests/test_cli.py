@@ -331,9 +331,18 @@ def test_app_path_calls_run_app_with_the_config(monkeypatch, capsys):
     calls = []
     fake = types.ModuleType("nktui.ui.app")
     fake.run_app = lambda config, paused=False: calls.append((config, paused)) or 0
+    fake.run_attached = lambda client, early=None: calls.append(("attached", client)) or 0
     monkeypatch.setitem(sys.modules, "nktui.ui.app", fake)
-    assert cli.main(["--paused", "--model", "cnn"]) == 0
+    assert cli.main(["--in-process", "--paused", "--model", "cnn"]) == 0
     assert calls == [(RunConfig(model="cnn", steps=APP_DEFAULT_STEPS), True)]  # the app's run goes on until stopped
+    # Without --in-process: a run process with the same flags, and the app attached to it.
+    from nktui.host import remote, spawn
+
+    started = []
+    monkeypatch.setattr(spawn, "start_run_process", lambda args: started.append(args) or (Path("runs/x"), 1))
+    monkeypatch.setattr(remote.RemoteRunClient, "connect", classmethod(lambda cls, path: f"client of {path}"))
+    assert cli.main(["--paused", "--model", "cnn"]) == 0
+    assert started == [["--paused", "--model", "cnn"]] and calls[-1] == ("attached", "client of runs/x/nktui.sock")
     monkeypatch.setitem(sys.modules, "nktui.ui.app", None)  # the app is not there: one clear line
     assert cli.main([]) == 1
     err = capsys.readouterr().err

@@ -133,7 +133,8 @@ def test_server_options_are_split_from_the_app_flags():
     options, app_args = serve.split_args(["--model", "cnn", "--port", "9000", "--host=0.0.0.0", "--paused"])
     assert (options.host, options.port) == ("0.0.0.0", 9000) and app_args == ["--model", "cnn", "--paused"]
     command = serve.app_command(["--model", "my model.py:build"])
-    assert command.endswith("-m nktui --model 'my model.py:build'")  # quoted for the shell that runs each tab
+    # quoted for the shell that runs each tab; the tab's run in its own process (it ends with the tab)
+    assert command.endswith("-m nktui --in-process --model 'my model.py:build'")
     command = serve.app_command(["--run-dir", "x"], Path("my runs"))
     if os.name == "posix":  # the last --run-dir wins; the tab's shell fills in its process id
         assert command.endswith("--run-dir x --run-dir 'my runs'/tab-$$")

@@ -106,8 +106,10 @@ class Process:
 CASES = {  # name: (command, terminal, signal, close the terminal first)
     "train-SIGTERM": (["train"], False, signal.SIGTERM, False),
     "train-SIGHUP": (["train"], False, signal.SIGHUP, False),
-    "app-SIGTERM": ([], True, signal.SIGTERM, False),
-    "app-SIGHUP": ([], True, signal.SIGHUP, True),
+    # The app with its run inside it (--in-process); a run in its own process is tests/test_attach.py's (a signal
+    # to the app detaches it) and the tmux test's below.
+    "app-SIGTERM": (["--in-process"], True, signal.SIGTERM, False),
+    "app-SIGHUP": (["--in-process"], True, signal.SIGHUP, True),
 }
 
 
@@ -170,21 +172,50 @@ def test_a_stop_signal_saves_and_exits_0(case, processes):
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
-def test_closing_the_tmux_window_under_the_app_leaves_a_loadable_last_pt(processes):
+def test_closing_the_tmux_window_under_the_app_detaches_and_the_run_trains_on(processes):
+    """The SSH workflow: the terminal goes away (SIGHUP to the app); the run, in its own process, trains on; a
+    SIGTERM to the run process then stops it with a loadable last.pt."""
+    from nktui.host.remote import probe
+
     app = processes["tmux"]
     metrics = app.run_dir / "metrics.jsonl"
     deadline = time.monotonic() + START_DEADLINE
     while not (metrics.exists() and metrics.stat().st_size > 0):
         assert app.running() and time.monotonic() < deadline, "the app never trained"
         time.sleep(0.05)
-    app.tmux("kill-window", "-t", "main:0")  # the terminal goes away: SIGHUP
-    start = time.monotonic()
-    while app.running():
-        assert time.monotonic() - start < EXIT_SECONDS, "still running after its window closed"
-        time.sleep(0.05)
-    state = load_checkpoint(app.run_dir / "last.pt")
-    assert state["step"] > 0
-    assert f"stopped by SIGHUP at step {state['step']}" in (app.run_dir / "nktui.log").read_text()
+    socket_path = app.run_dir / "nktui.sock"
+    pid = probe(socket_path)["pid"]
+    try:
+        app.tmux("kill-window", "-t", "main:0")  # the terminal goes away: SIGHUP
+        start = time.monotonic()
+        while app.running():
+            assert time.monotonic() - start < EXIT_SECONDS, "the app still runs after its window closed"
+            time.sleep(0.05)
+        before = probe(socket_path)["status"]["step_count"]
+        deadline = time.monotonic() + 30
+        while probe(socket_path)["status"]["step_count"] < before + 50:
+            assert time.monotonic() < deadline, "the run stopped training when its app went"
+            time.sleep(0.1)
+        assert probe(socket_path)["status"]["clients"] == 0
+        os.kill(pid, signal.SIGTERM)
+        start = time.monotonic()
+        while os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid):
+            assert time.monotonic() - start < EXIT_SECONDS, "the run process still runs after SIGTERM"
+            time.sleep(0.05)
+        state = load_checkpoint(app.run_dir / "last.pt")
+        assert state["step"] > before
+        assert f"stopped by SIGTERM at step {state['step']}" in (app.run_dir / "nktui.log").read_text()
+    finally:
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            return file.read()
+    except OSError:
+        return "zombie"
 
 
 def test_signals_a_process_was_started_ignoring_stay_ignored(monkeypatch):

@@ -151,9 +151,13 @@ def test_nktui_in_a_real_terminal(tmux, tmp_path):
     time.sleep(0.6)  # paused: the step count holds still
     assert re.search(rf"\bpaused\b.*\bstep {paused_at}/", status_line(tmux)), status_line(tmux)
 
-    tmux.keys("q")
+    tmux.keys("q")  # the run lives in its own process: stop it, or detach?
+    tmux.wait_for(r"Quit: stop the run, or leave it training\?", "the quit question")
+    tmux.keys("s")  # stop: last.pt saved
     tmux.wait_for(r"nktui-exit=0\b", "the app to quit with exit code 0")
     screen = tmux.screen()
+    assert f"last.pt holds step {paused_at}" in "".join(screen.splitlines()), screen  # (wrapped at 80)
+    assert not (tmp_path / "run" / "nktui.sock").exists()  # the run process ended
     assert "Traceback" not in screen
     assert "Gradients" not in screen  # the alternate screen is gone: the terminal is the shell's again
 
@@ -177,4 +181,8 @@ def test_a_terminal_without_unicode_gets_only_ascii(tmux, tmp_path, env):
     assert screen.isascii(), f"{sorted(set(c for c in screen if not c.isascii()))} on screen:\n{screen}"
     assert "+- Config" in screen and "|grad|" in screen and "+----" in screen  # boxes, labels, the plot's frame
     tmux.keys("q")
+    tmux.wait_for(r"Quit: stop the run", "the quit question")
+    screen = tmux.screen()
+    assert screen.isascii(), f"{sorted(set(c for c in screen if not c.isascii()))} on screen:\n{screen}"
+    tmux.keys("s")
     tmux.wait_for(r"nktui-exit=0\b", "the app to quit with exit code 0")

@@ -121,7 +121,9 @@ def run_app_command(config: Any, options: Options) -> int:
     from ..host.server import SOCKET_FILE
     from ..host.spawn import RunProcessFailed, start_run_process
     from ..protocol.errors import NktuiError
+    from ..ui.attached import catch_early_signals
 
+    early = catch_early_signals()  # a hang-up while the run starts: the app detaches once it is up
     try:  # the run in a process of its own (it outlives this terminal), then the app attached to it
         run_dir, _ = start_run_process([a for a in argv_of(options) if a != "--in-process"])
         client = RemoteRunClient.connect(run_dir / SOCKET_FILE)
@@ -131,7 +133,7 @@ def run_app_command(config: Any, options: Options) -> int:
     except NktuiError as exc:
         print_error(exc)
         return EXIT_FAILED
-    return run_attached(client, argv=argv_of(options))
+    return run_attached(client, early)
 
 
 def argv_of(options: Options) -> list[str]:

@@ -38,15 +38,16 @@ def attach_main(argv: list[str]) -> int:
     from ..host.live_runs import find_run
     from ..host.remote import RemoteRunClient
     from ..protocol import NktuiError
+    from ..ui.app import run_attached
+    from ..ui.attached import catch_early_signals
 
+    early = catch_early_signals()  # a hang-up from here on detaches (once the app is up)
     try:
         client = RemoteRunClient.connect(find_run(args.run))
     except NktuiError as exc:
         print_error(exc)
         return EXIT_BAD_INPUT
-    from ..ui.app import run_attached
-
-    return run_attached(client)
+    return run_attached(client, early)
 
 
 def ls_main(argv: list[str]) -> int:

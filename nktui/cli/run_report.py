@@ -103,9 +103,10 @@ def summary(report: Reporter, trainer: Any, outcome: Outcome, run_dir: Path, fil
     report.tell(report.out, "\n".join(lines), log=f"nktui train: {results}")
 
 
-def last_line(report: Reporter, trainer: Any, outcome: Outcome, stopped: str | None) -> None:
-    """How to go on from last.pt: the last line printed; and nktui.log's one line for this exit. `stopped`: what
-    stopped the run early, with `{step}` for where (`stopped by SIGTERM at step {step}`), None otherwise."""
+def last_line(report: Reporter, trainer: Any, outcome: Outcome, stopped: str | None) -> str:
+    """How to go on from last.pt: the last line printed; and nktui.log's one line for this exit, which it returns
+    (for the attached clients). `stopped`: what stopped the run early, with `{step}` for where (`stopped by SIGTERM
+    at step {step}`), None otherwise."""
     keeper, final = report.keeper, outcome.final
     command = keeper.resume_command()
     hit = trainer.watch_hit
@@ -136,6 +137,8 @@ def last_line(report: Reporter, trainer: Any, outcome: Outcome, stopped: str | N
         holds = f"the final state was not saved ({final.save_error}); {still}"
     elif final is None and saved is not None and outcome.code == EXIT_FAILED:
         holds += ", from before the fault"
-    keeper.note(f"nktui train: {what}; {holds}" + (f". {line[0].upper()}{line[1:]}" if line else ""))
+    logged = f"nktui train: {what}; {holds}" + (f". {line[0].upper()}{line[1:]}" if line else "")
+    keeper.note(logged)
     if line is not None:
         report.out.say(line)  # (the terminal or the pipe may be gone: nktui.log has it)
+    return logged

@@ -40,6 +40,8 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default: {DEFAULT_PORT})")
     group.add_argument("--public-url", default=None, metavar="URL",
                        help="the address browsers use, when it differs from http://HOST:PORT (a reverse proxy)")
+    group.add_argument("--attach", default=None, metavar="RUN",
+                       help="every tab attaches to this live run (its run directory) instead of starting its own")
 
 
 def make_parser() -> ArgumentParser:
@@ -72,6 +74,40 @@ def app_command(app_args: list[str], runs: Path | None = None) -> str:
     return command
 
 
+def _serve_attached(options: argparse.Namespace, app_args: list[str]) -> int:
+    """`nktui serve --attach RUN`: each tab runs `nktui attach RUN` (closing a tab detaches it; the run goes on)."""
+    if not 0 < options.port < 65536:
+        print_error(f"--port must be between 1 and 65535, not {options.port}")
+        return EXIT_BAD_INPUT
+    if app_args:
+        print_error(f"nktui serve --attach takes no run flags (the run has its config): {shlex.join(app_args)}")
+        return EXIT_BAD_INPUT
+    from ..host.live_runs import find_run
+    from ..protocol.errors import NktuiError
+
+    try:
+        socket_path = find_run(options.attach)
+    except NktuiError as exc:
+        print_error(exc)
+        return EXIT_BAD_INPUT
+    if importlib.util.find_spec("textual_serve") is None:
+        print_error(f"nktui serve needs the textual-serve package, which is not installed: {INSTALL_HINT}")
+        return EXIT_BAD_INPUT
+    from textual_serve.server import Server
+
+    run_dir = socket_path.parent
+    command = shlex.join([sys.executable, "-m", "nktui", "attach", str(run_dir.resolve())])
+    server = Server(command, host=options.host, port=options.port, title="nktui", public_url=options.public_url)
+    print(f"nktui serve: each browser tab attaches to the run in {run_dir}; closing a tab leaves it running",
+          flush=True)
+    try:
+        server.serve()
+    except OSError as exc:
+        print_error(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc} (try another --port)")
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
 def serve_main(argv: list[str]) -> int:
     """`nktui serve ...`: returns the exit code (serves until Ctrl+C or SIGTERM)."""
     parser = make_parser()
@@ -84,6 +120,8 @@ def serve_main(argv: list[str]) -> int:
         print_error("nktui serve cannot --resume: every tab would go on with the same run in the same folder. Resume "
                     "in a terminal (nktui --resume PATH), or serve a fresh run of it: --config RUN_DIR/config.toml")
         return EXIT_BAD_INPUT
+    if options.attach is not None:
+        return _serve_attached(options, app_args)
     built = build_config_or_exit_code(app_args)  # the tabs' config: a bad value is reported here, not in every tab
     if isinstance(built, int):
         return built

@@ -8,6 +8,8 @@ otherwise), and at the end asks the training thread for `last.pt` and the final 
 and SIGHUP (the terminal or the SSH connection went away: `nktui.run.signals`) stop at a step boundary, save
 `last.pt` first, print the summary and, as the last line, how to resume (exit 0). `--resume` continues a
 checkpoint (`nktui.cli.resume`); `--checkpoint-every N` also saves every N steps (`nktui.run.checkpoint_keeper`).
+The run serves its socket in the run directory (`nktui.host.run_host`): `nktui attach` opens the app on it, and
+an attached app's `q`, stop, ends it as a signal would.
 
 Write faults never end a run: a metrics file that cannot be written (a full disk) or a periodic last.pt that does
 not fit is one warning and the run goes on; stdout or stderr closed, full or gone (`nktui.streams`) drops what
@@ -54,6 +56,7 @@ from .progress import BarProgress, PlainProgress
 from .run_report import Outcome, Reporter, last_line, summary
 
 POLL_SECONDS = 0.2  # how often the records are read
+ATTACHED_POLL_SECONDS = 0.1  # ... while an app is attached (nktui attach): its plot follows within ~0.2 s
 WATCH_FLAGS = watch_off_flags()  # the flags that switch each watchpoint off, from the settings' metadata
 
 
@@ -148,6 +151,7 @@ def _train(driver: RunDriver, trainer: Trainer, stops: StopSignals, out: StreamO
     run_dir = keeper.run_dir
     report = Reporter(out, err, keeper)
     report.say(_describe(trainer, run_dir))
+    host = _serve(driver, report)  # `nktui attach` can open this run
     writer = driver.open_exports()  # metrics.jsonl, --csv, --tensorboard
     progress = report.progress = (BarProgress if out.isatty() else PlainProgress)(out, trainer)
     reader_gone = False
@@ -166,13 +170,15 @@ def _train(driver: RunDriver, trainer: Trainer, stops: StopSignals, out: StreamO
             report.warn(f"nktui: warning: {save_error}; {kept}; the run goes on (the final save tries again)")
         progress.add(records)
         progress.refresh()
+        if host is not None:
+            host.tick(records)
         report.note_streams()
         if out.gone and not reader_gone:  # `nktui train | head` has read enough: stop as a signal would (once:
             reader_gone = True  # the drains while finishing go on quietly)
             raise KeyboardInterrupt("the reader of stdout went away")
 
     try:
-        outcome = _follow(driver, trainer, stops, drain)
+        outcome = _follow(driver, trainer, stops, drain, host)
     finally:
         progress.close()
         report.progress = None
@@ -189,13 +195,31 @@ def _train(driver: RunDriver, trainer: Trainer, stops: StopSignals, out: StreamO
         outcome.code = EXIT_ROWS_LOST
     if outcome.final is not None:
         summary(report, trainer, outcome, run_dir, writer.files)
+    ended_by = host.end_request[0] if host is not None and host.end_request is not None else None
     stopped = (f"stopped by {stops.name} at step {{step}}" if stops.name
+               else f"{ended_by} at step {{step}} (from an attached app)" if ended_by
                else "stopped at step {step}: the reader of stdout went away" if reader_gone else None)
-    last_line(report, trainer, outcome, stopped)
+    line = last_line(report, trainer, outcome, stopped)
+    if host is not None:
+        host.close(line)
     return outcome.code
 
 
-def _follow(driver: RunDriver, trainer: Trainer, stops: StopSignals, drain: Callable[[], None]) -> Outcome:
+def _serve(driver: RunDriver, report: Reporter) -> Any:
+    """The run's socket, for `nktui attach`; a socket that cannot be made is a warning, and the run goes on."""
+    from ..host.run_host import RunHost
+
+    host = RunHost(driver, mode="train")
+    try:
+        host.start()
+    except OSError as exc:
+        report.warn(f"nktui: warning: nktui attach cannot reach this run: {exc}")
+        return None
+    return host
+
+
+def _follow(driver: RunDriver, trainer: Trainer, stops: StopSignals, drain: Callable[[], None],
+            host: Any = None) -> Outcome:
     """Release the held run, follow its records until it ends or Ctrl+C (a stop signal), then save last.pt and
     evaluate."""
     controller, keeper = driver.controller, driver.keeper
@@ -210,7 +234,10 @@ def _follow(driver: RunDriver, trainer: Trainer, stops: StopSignals, drain: Call
                 break
             if stops:
                 raise KeyboardInterrupt(stops.name)
-            controller.wait_for(lambda s: s in DONE, timeout=POLL_SECONDS)
+            if host is not None and host.end_request is not None:  # `q`, stop, in an attached app
+                raise KeyboardInterrupt(host.end_request[0])
+            attached = host is not None and host.server.viewers
+            controller.wait_for(lambda s: s in DONE, timeout=ATTACHED_POLL_SECONDS if attached else POLL_SECONDS)
     except KeyboardInterrupt:  # a stop signal, the reader of stdout gone (drain), or Python's own ctrl+c
         interrupted = True
         controller.pause()  # takes effect at the next step boundary; finalize runs there

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,7 @@ class RemoteRunClient:
         self.ended_line: str | None = None
         self.ended = False  # the run said it ended
         self.detached = False
+        self.last_news: tuple[Any, float, list[Any]] | None = None
         self._apply_status(welcome.get("status") or {})
         threading.Thread(target=self._read_loop, name="nktui-run-reader", daemon=True).start()
 
@@ -161,6 +163,7 @@ class RemoteRunClient:
                 kind = message["kind"]
                 if kind == "news":
                     records = records_from_wire(message.get("records", []), blob)
+                    self.last_news = (message.get("sent_at"), time.time(), records)  # (for the benchmarks)
                     with self._lock:
                         self._inbox.extend(records)
                         self._apply_status(message.get("status") or {})
@@ -203,7 +206,7 @@ class RemoteRunClient:
         else:
             try:
                 future.set_result(from_wire(message.get("value")))
-            except WireError as exc:
+            except Exception as exc:  # (a malformed value settles its Future too: no caller waits forever)
                 future.set_exception(exc)
 
     # -- what the run published ------------------------------------------------------------------------------------

@@ -41,6 +41,11 @@ class RunHost:
         self.driver = driver
         self.mode = mode  # "app": a run process of its own; "train": nktui train's
         self.mirror = RunMirror()
+        resume = getattr(driver.keeper, "resume", None)
+        if resume is not None:  # the plot goes on from the run's own history, at metrics.jsonl's resolution
+            from ..run.files import METRICS_FILE, earlier_records
+
+            self.mirror.add(earlier_records(resume.path.parent / METRICS_FILE, resume.step))
         self.started = time.time()
         self.server = SocketServer(driver.run_dir / SOCKET_FILE, welcome=self.welcome, handle=self.handle)
         self.end_request: tuple[str, Future] | None = None
@@ -131,7 +136,7 @@ class RunHost:
         if not viewers:
             self.warnings.clear()
             return
-        fresh = [v for v in viewers if v.needs_snapshot]
+        fresh = [v for v in viewers if v.needs_snapshot and not v.queue]  # (one that has not read the last: later)
         if fresh:
             frame = self.snapshot_frame()
             for viewer in fresh:
@@ -144,7 +149,7 @@ class RunHost:
             self._info_sent = info
         if self.warnings:
             status["warnings"], self.warnings = self.warnings, []
-        frame = pack({"kind": "news", "records": segments, "status": status}, blob)
+        frame = pack({"kind": "news", "records": segments, "status": status, "sent_at": time.time()}, blob)
         self.news_bytes += len(frame)
         self.server.broadcast(frame)
 

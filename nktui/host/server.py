@@ -228,11 +228,9 @@ class SocketServer:
             pass
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         address, fd = bindable(self.path)
-        old_umask = os.umask(0o177)  # the socket is made 0600
-        try:
+        try:  # (no umask games: the folder is 0700 already, so nobody else can reach it before the chmod)
             listener.bind(address)
         finally:
-            os.umask(old_umask)
             if fd is not None:
                 os.close(fd)
         os.chmod(self.path, 0o600)
@@ -241,11 +239,17 @@ class SocketServer:
         threading.Thread(target=self._accept_loop, name="nktui-accept", daemon=True).start()
 
     def _accept_loop(self) -> None:
-        while self.listener is not None:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
+        while True:
+            listener = self.listener
+            if listener is None:
                 return
+            try:
+                sock, _ = listener.accept()
+            except OSError:  # closed, or out of file descriptors for a moment: the run goes on either way
+                if self.listener is None:
+                    return
+                time.sleep(0.05)
+                continue
             uid = peer_uid(sock)
             if uid is not None and uid != os.getuid():
                 self.refused_users += 1
@@ -279,6 +283,10 @@ class SocketServer:
     def close(self, last: bytes | None = None) -> None:
         listener, self.listener = self.listener, None
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # (wakes the accept thread: close alone does not, on Linux)
+            except OSError:
+                pass
             listener.close()
         with self.lock:
             connections = list(self.connections)

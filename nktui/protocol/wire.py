@@ -8,7 +8,8 @@ back bit for bit, nan and inf included) and, beside it, raw bytes for the column
 
 A protocol value is a tagged object: `{"$": "LayerStats", "name": ..., ...}` for a registered dataclass (or the
 NamedTuple `StepRecord`), `{"$config": {...}}` for a `RunConfig` (built back through `from_dict` and `validate`),
-`{"$enum": "RunState", "v": "paused"}`, `{"$map": [[key, value], ...]}` for a mapping; JSON arrays come back as
+`{"$enum": "RunState", "v": "paused"}`, `{"$map": [[key, value], ...]}` for a mapping, `{"$L": [...]}` for a
+`LayerStats` (its fields in order: an observed step carries one per parameter, so it is kept short); JSON arrays come back as
 tuples (every protocol value holds tuples). Only the registered classes can be named, and only with their own
 fields: anything else, like a frame over `MAX_FRAME`, a truncated one or one that is not JSON, is a `WireError`,
 and the reader closes that connection (the run is not disturbed).
@@ -80,12 +81,32 @@ _register_protocol()
 # -- values ----------------------------------------------------------------------------------------------------------
 def to_wire(value: Any) -> Any:
     """A protocol value as JSON-able data (see the module's docstring); WireError for what has no encoding."""
+    try:
+        return _to_wire(value)
+    except RecursionError:
+        raise WireError("a value nested too deep") from None
+
+
+def from_wire(data: Any) -> Any:
+    """The protocol value `to_wire` made; WireError for anything else."""
+    try:
+        return _from_wire(data)
+    except RecursionError:
+        raise WireError("a value nested too deep") from None
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, enum.Enum):  # (first: RunState is a str too)
+        return {"$enum": type(value).__name__, "v": value.value}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, enum.Enum):
-        return {"$enum": type(value).__name__, "v": value.value}
+    if type(value) is records.LayerStats:  # positional: an observed step carries one a parameter (the hot path)
+        h = value.histogram
+        return {"$L": [value.name, list(value.shape), value.grad_norm, value.grad_mean, value.grad_std,
+                       value.grad_absmax, value.weight_norm, value.update_norm, value.nonfinite,
+                       None if h is None else [h.lo, h.hi, list(h.counts)]]}
     if isinstance(value, records.StepRecord):
-        return {"$": "StepRecord", **{name: to_wire(v) for name, v in zip(value._fields, value)}}
+        return {"$": "StepRecord", **{name: _to_wire(v) for name, v in zip(value._fields, value)}}
     if isinstance(value, RunConfig):
         return {"$config": value.to_dict()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -94,23 +115,22 @@ def to_wire(value: Any) -> Any:
             raise WireError(f"{name} is not a value that crosses the wire")
         out = {"$": name}
         for field in dataclasses.fields(value):
-            out[field.name] = to_wire(getattr(value, field.name))
+            out[field.name] = _to_wire(getattr(value, field.name))
         return out
     if isinstance(value, (tuple, list)):
-        return [to_wire(v) for v in value]
+        return [_to_wire(v) for v in value]
     if isinstance(value, Mapping):
-        return {"$map": [[to_wire(k), to_wire(v)] for k, v in value.items()]}
+        return {"$map": [[_to_wire(k), _to_wire(v)] for k, v in value.items()]}
     if isinstance(value, PurePath):
         return str(value)
     raise WireError(f"a {type(value).__name__} does not cross the wire")
 
 
-def from_wire(data: Any) -> Any:
-    """The protocol value `to_wire` made; WireError for anything else."""
+def _from_wire(data: Any) -> Any:
     if data is None or isinstance(data, (bool, int, float, str)):
         return data
     if isinstance(data, list):
-        return tuple(from_wire(v) for v in data)
+        return tuple(_from_wire(v) for v in data)
     if not isinstance(data, dict):
         raise WireError(f"unexpected {type(data).__name__}")
     try:
@@ -119,10 +139,15 @@ def from_wire(data: Any) -> Any:
             cls = _TYPES.get(name) if isinstance(name, str) else None
             if cls is None:
                 raise WireError(f"unknown type {name!r}")
-            values = {key: from_wire(v) for key, v in data.items() if key != "$"}
+            values = {key: _from_wire(v) for key, v in data.items() if key != "$"}
             return cls(**values)
+        if "$L" in data:
+            return _layer_stats(*data["$L"])
         if "$map" in data:
-            return MappingProxyType({from_wire(k): from_wire(v) for k, v in data["$map"]})
+            pairs = data["$map"]
+            if not (isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 for p in pairs)):
+                raise WireError("a map that is not a list of pairs")
+            return MappingProxyType({_from_wire(k): _from_wire(v) for k, v in pairs})
         if "$enum" in data:
             if data["$enum"] != "RunState":
                 raise WireError(f"unknown enum {data['$enum']!r}")
@@ -131,9 +156,24 @@ def from_wire(data: Any) -> Any:
             return RunConfig.from_dict(dict(data["$config"]), source="the run").validate()
     except WireError:
         raise
-    except (TypeError, ValueError, KeyError, NktuiError, RecursionError) as exc:
+    except (TypeError, ValueError, KeyError, NktuiError, ArithmeticError) as exc:
         raise WireError(f"a malformed value: {exc}") from None
     raise WireError("an object without a type")
+
+
+def _layer_stats(name, shape, grad_norm, grad_mean, grad_std, grad_absmax, weight_norm, update_norm, nonfinite,
+                 histogram) -> records.LayerStats:
+    numbers = (grad_norm, grad_mean, grad_std, grad_absmax, weight_norm, update_norm)
+    if not (isinstance(name, str) and isinstance(shape, list) and all(type(n) is int for n in shape)
+            and all(type(x) in (int, float) for x in numbers) and type(nonfinite) is int):
+        raise WireError("malformed layer statistics")
+    if histogram is not None:
+        lo, hi, counts = histogram
+        if not (type(lo) in (int, float) and type(hi) in (int, float) and isinstance(counts, list)
+                and all(type(c) is int for c in counts)):
+            raise WireError("a malformed histogram")
+        histogram = records.Histogram(float(lo), float(hi), tuple(counts))
+    return records.LayerStats(name, tuple(shape), *map(float, numbers), nonfinite, histogram)
 
 
 def error_to_wire(error: BaseException) -> dict[str, str]:
@@ -188,7 +228,7 @@ def records_from_wire(segments: Any, blob: bytes) -> list[Any]:
     for segment in segments:
         if isinstance(segment, dict) and "$steps" in segment:
             n, at = segment.get("$steps"), segment.get("at")
-            if not (isinstance(n, int) and isinstance(at, int)) or n < 0 or at < 0 or at + 40 * n > len(blob):
+            if not (type(n) is int and type(at) is int) or n < 0 or at < 0 or at + 40 * n > len(blob):
                 raise WireError("a step column runs past the frame")
             columns = []
             for _, code in _COLUMNS:
@@ -200,7 +240,10 @@ def records_from_wire(segments: Any, blob: bytes) -> list[Any]:
                 at += 8 * n
             out.extend(records.StepRecord(*values) for values in zip(*columns))
         else:
-            out.append(from_wire(segment))
+            value = from_wire(segment)
+            if _TYPES.get(type(value).__name__) is not type(value):
+                raise WireError(f"a {type(value).__name__} where a record belongs")
+            out.append(value)
     return out
 
 

@@ -62,6 +62,7 @@ class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
         self.trainer_kwargs = trainer_kwargs  # e.g. data=ImageSet for benchmarks and tests
         self.run_client = run_client
         self.attached = attached
+        self.early_signals: list[str] = []  # stop signals before on_mount (nktui.ui.attached)
         self.session: Session | None = None
         self._gradients_stale = False  # observed records the gradient pane has not shown yet
         self.run_dir, self.resume, self.handle_signals = run_dir, resume, handle_signals
@@ -95,6 +96,7 @@ class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
         if self.handle_signals:
             run_lifecycle.install_signal_handlers(self, attached.on_stop_signal if self.attached else None)
         if self.attached:
+            attached.take_early_signals(self)
             self.loss_plot.pace = RedrawPace(*attached.ATTACHED_PLOT_PACE)
             self.gradient_pane.pace = RedrawPace(*attached.ATTACHED_PLOT_PACE)
         self.start_session(self.config, paused=self.start_paused)
@@ -392,9 +394,10 @@ class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
             yield SystemCommand(title, binding.tooltip, partial(self.run_action, binding.action))
 
 
-def run_attached(client, argv=None) -> int:
-    """The app on a run in a process of its own (`nktui`, `nktui attach`) until it detaches or stops the run."""
-    return attached.run(NktuiApp, client)
+def run_attached(client, early_signals=None) -> int:
+    """The app on a run in a process of its own (`nktui`, `nktui attach`) until it detaches or stops the run.
+    `early_signals`: from `nktui.ui.attached.catch_early_signals`, called before connecting."""
+    return attached.run(NktuiApp, client, early_signals)
 
 
 def run_app(config: RunConfig, *, paused: bool = False, resume=None) -> int:

@@ -11,6 +11,7 @@ restart (`r`) stops this run and starts a new run process beside it (`<run-dir>-
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from nktui.host.remote import RemoteRunClient
 from nktui.host.server import SOCKET_FILE
 from nktui.host.spawn import start_run_process
 from nktui.run.files import next_run_dir, resume_command
+from nktui.run.signals import STOP_SIGNALS, handled
 from nktui.ui import run_lifecycle
 from nktui.ui.screens.quit_choice import DETACH, STOP, QuitChoice
 
@@ -85,6 +87,12 @@ class Attached:
         return RemoteRunClient.connect(run_dir / SOCKET_FILE)
 
 
+def take_early_signals(app: Any) -> None:
+    """From on_mount: a signal that came before the loop's handlers did (see `run`)."""
+    if app.early_signals:
+        on_stop_signal(app, app.early_signals[0])
+
+
 def on_stop_signal(app: Any, name: str) -> None:
     """A signal to an attached app detaches it (the run is the run process's to stop)."""
     if app.stop_signal is not None:
@@ -94,8 +102,18 @@ def on_stop_signal(app: Any, name: str) -> None:
     app.detach(f"detached ({name})")
 
 
-def run(app_class: Any, client: RemoteRunClient) -> int:
-    """The app on `client`'s run until it detaches or stops it; prints the closing line."""
+def catch_early_signals() -> list[str]:
+    """Until the app's loop takes them over, stop signals are only noted (call before connecting: a hang-up
+    while Textual loads then detaches once the app is up, instead of killing it half-way)."""
+    early: list[str] = []
+    for sig in handled(STOP_SIGNALS):
+        signal.signal(sig, lambda number, frame: early.append(signal.Signals(number).name))
+    return early
+
+
+def run(app_class: Any, client: RemoteRunClient, early: list[str] | None = None) -> int:
+    """The app on `client`'s run until it detaches or stops it; prints the closing line. `early`: the signals
+    noted since `catch_early_signals`."""
     first = [client]
 
     def run_client(config: Any, paused: bool) -> RemoteRunClient:
@@ -103,6 +121,7 @@ def run(app_class: Any, client: RemoteRunClient) -> int:
 
     app = app_class(client.config, run_dir=client.run_dir, handle_signals=True, run_client=run_client,
                     attached=True)
+    app.early_signals = early if early is not None else catch_early_signals()
     try:
         code = app.run()
     finally:

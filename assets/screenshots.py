@@ -11,7 +11,9 @@ Each picture is the real app driven by Textual's Pilot at 100x30, on the bundled
 - fault-trace.png: `t` on that step, phase 3 (backward);
 - trace.png: the trace of one step, phase 4 (update);
 - evaluation.png: `e` after a few hundred steps;
-- landscape.png: `v` on the linear model after a few hundred steps, with the descent path.
+- landscape.png: `v` on the linear model after a few hundred steps, with the descent path;
+- attach.png: `nktui attach` on a run `nktui train` started (its own process), paused, with `q`'s question: stop
+  the run or leave it training.
 """
 
 from __future__ import annotations
@@ -108,7 +110,40 @@ async def landscape() -> None:
     app.session.stop(5.0)
 
 
+async def attach() -> None:
+    import os
+    import signal
+    import sys
+
+    from nktui.host.remote import RemoteRunClient
+
+    with tempfile.TemporaryDirectory() as folder:
+        run_dir = Path(folder) / "runs" / "demo"
+        train = subprocess.Popen([sys.executable, "-m", "nktui", "train", "--model", "mlp", "--seed", "0", "--device",
+                                  "cpu", "--steps", "1000000", "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not (run_dir / "nktui.sock").exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("nktui train's socket")
+                time.sleep(0.1)
+            client = RemoteRunClient.connect(run_dir / "nktui.sock")
+            app = NktuiApp(client.config, run_dir=Path("runs/demo"), run_client=lambda c, p: client, attached=True)
+            async with app.run_test(size=SIZE) as pilot:
+                await trained(pilot, 600)
+                await pilot.press("q")
+                await pilot.pause(0.5)
+                png(app.export_screenshot(), "attach.png")
+                await pilot.press("s")
+                await until(pilot, lambda: not app.is_running, "the stop")
+            train.wait(timeout=60)
+        finally:
+            if train.poll() is None:
+                os.kill(train.pid, signal.SIGKILL)
+
+
 if __name__ == "__main__":
+    asyncio.run(attach())
     asyncio.run(fault())
     asyncio.run(main_screen())
     asyncio.run(landscape())

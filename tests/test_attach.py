@@ -336,3 +336,16 @@ def test_a_hangup_of_the_attached_app_detaches_it_and_the_run_goes_on(runs, name
         if app.poll() is None:
             app.kill()
         os.close(leader)
+
+
+def test_a_run_that_finishes_with_nobody_attached_ends_and_logs_its_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir, pid = start_run_process(["--model", "mlp", "--device", "cpu", "--steps", "30", "--run-dir", "done"])
+    try:
+        wait(lambda: not pid_alive(pid), "the finished run process to end", timeout=DEADLINE)
+        log = (tmp_path / run_dir / "nktui.log").read_text()
+        assert "finished at step 30" in log and "holds step 30" in log and "--steps 60" in log
+        assert not (tmp_path / run_dir / SOCKET_FILE).exists()
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -338,13 +338,15 @@ def test_app_path_calls_run_app_with_the_config(monkeypatch, capsys):
     # Without --in-process: a run process with the same flags, and the app attached to it.
     from nktui.host import remote, spawn
 
-    started = []
-    monkeypatch.setattr(spawn, "start_run_process", lambda args: started.append(args) or (Path("runs/x"), 1))
+    started, killed = [], []
+    process = types.SimpleNamespace(kill=lambda: killed.append(1))
+    monkeypatch.setattr(spawn, "spawn", lambda args: started.append(args) or process)
+    monkeypatch.setattr(spawn, "wait_ready", lambda p: (Path("runs/x"), 1))
     monkeypatch.setattr(remote.RemoteRunClient, "connect", classmethod(lambda cls, path: f"client of {path}"))
     assert cli.main(["--paused", "--model", "cnn"]) == 0
     assert started == [["--paused", "--model", "cnn"]] and calls[-1] == ("attached", "client of runs/x/nktui.sock")
     monkeypatch.setitem(sys.modules, "nktui.ui.app", None)  # the app is not there: one clear line
-    assert cli.main([]) == 1
+    assert cli.main([]) == 1 and killed == [1]  # (and the run process started meanwhile is gone)
     err = capsys.readouterr().err
     assert err.startswith("nktui: error: ") and "nktui train" in err and len(err.splitlines()) == 1
 

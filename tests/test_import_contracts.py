@@ -1,8 +1,8 @@
 """The import contracts in pyproject.toml's [tool.importlinter] hold: `lint-imports`, run on this checkout's nktui.
 
-The layers (cli > ui > run > streams, gc_policy, messages > engine | render > probe > protocol > safe_files), the
-protocol and the renderers free of torch and Textual, the engine and the probe free of the run layer, the app, the
-command line and Textual, the probe free of the engine, the app free of the command line, the engine, the probe and
+The layers (cli > ui > host > run > streams, gc_policy, messages > engine | render > probe > protocol > safe_files),
+the protocol and the renderers free of torch and Textual, the engine and the probe free of the host and run layers,
+the app, the command line and Textual, the run process's side (nktui.host) free of Textual, Rich and the app, the probe free of the engine, the app free of the command line, the engine, the probe and
 torch, nothing inside nktui importing the script API's re-export nktui.training, the commands never importing the
 package nktui.cli itself, and no import cycle among siblings anywhere in nktui. The contracts' ids are checked too,
 so that a contract dropped from pyproject.toml fails here.
@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = {
-    "layers", "protocol", "render", "engine", "probe", "ui", "ui-engine", "script-api", "cli-package", "acyclic",
+    "layers", "protocol", "render", "engine", "probe", "host", "ui", "ui-engine", "script-api", "cli-package", "acyclic",
 }
 
 

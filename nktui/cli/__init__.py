@@ -108,32 +108,46 @@ def run_app_command(config: Any, options: Options) -> int:
         except NktuiError as exc:
             print_error(exc)
             return EXIT_BAD_INPUT
-    try:
-        from ..ui.app import run_app, run_attached
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == "nktui.ui" or exc.name.startswith("nktui.ui.")):
-            print_error(f"the app ({exc.name}) is missing from this installation; `nktui train` trains without it")
-            return EXIT_FAILED
-        raise
     if options.in_process:  # the run inside the app's process: it ends with the app (nktui serve's tabs)
+        run_app = _import_app("run_app")
+        if run_app is None:
+            return EXIT_FAILED
         return run_app(config, paused=options.paused, **({"resume": options.resume} if options.resume else {}))
+    from ..host import spawn
     from ..host.remote import RemoteRunClient
     from ..host.server import SOCKET_FILE
-    from ..host.spawn import RunProcessFailed, start_run_process
     from ..protocol.errors import NktuiError
+
+    process = spawn.spawn(argv_of(options))  # the run in a process of its own: it outlives this terminal
+    run_attached = _import_app("run_attached")  # (Textual loads while the run process starts)
+    if run_attached is None:
+        process.kill()
+        return EXIT_FAILED
     from ..ui.attached import catch_early_signals
 
     early = catch_early_signals()  # a hang-up while the run starts: the app detaches once it is up
-    try:  # the run in a process of its own (it outlives this terminal), then the app attached to it
-        run_dir, _ = start_run_process([a for a in argv_of(options) if a != "--in-process"])
+    try:
+        run_dir, _ = spawn.wait_ready(process)
         client = RemoteRunClient.connect(run_dir / SOCKET_FILE)
-    except RunProcessFailed as exc:
+    except spawn.RunProcessFailed as exc:
         print_error(exc)
         return exc.code
     except NktuiError as exc:
         print_error(exc)
         return EXIT_FAILED
     return run_attached(client, early)
+
+
+def _import_app(name: str) -> Any:
+    """`nktui.ui.app.<name>`, or None after one line when the app is not installed."""
+    try:
+        from ..ui import app
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == "nktui.ui" or exc.name.startswith("nktui.ui.")):
+            print_error(f"the app ({exc.name}) is missing from this installation; `nktui train` trains without it")
+            return None
+        raise
+    return getattr(app, name)
 
 
 def argv_of(options: Options) -> list[str]:

@@ -3,7 +3,8 @@
 the run. The run process says `ready <run-dir>` on its stdout once its socket listens (or one error line on its
 stderr and exits 2: a folder another nktui holds, a checkpoint that cannot be read), then lets go of both pipes.
 
-    run_dir = start_run_process(["--model", "mlp"])      # NktuiError with the run process's own words
+    run_dir, pid = start_run_process(["--model", "mlp"])     # RunProcessFailed with the run process's own words
+    process = spawn(args); ...; run_dir, pid = wait_ready(process)   # the same, with work in between
 
 Imports neither torch nor Textual.
 """
@@ -30,10 +31,19 @@ class RunProcessFailed(NktuiError):
 
 def start_run_process(args: list[str], *, timeout: float = READY_SECONDS) -> tuple[Path, int]:
     """(the run directory, the pid) of a new run process started with `nktui` flags `args`."""
-    process = subprocess.Popen(
+    return wait_ready(spawn(args), timeout=timeout)
+
+
+def spawn(args: list[str]) -> subprocess.Popen:
+    """Start the run process; `wait_ready` then waits for it (the app loads Textual meanwhile)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "nktui", "_host", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
     )
+
+
+def wait_ready(process: subprocess.Popen, *, timeout: float = READY_SECONDS) -> tuple[Path, int]:
+    """(the run directory, the pid) once the run process said `ready`; RunProcessFailed with its words if not."""
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout

@@ -1,9 +1,10 @@
 """`RunClient`: what a front end holds of one run. Named commands out (`nktui.protocol.commands`), records, results
 and the run's published values in (`RunInfo`, the step counter, the GPU reading, a long job's progress).
 
-In-process for now: it wraps the run's `RunDriver` (and through it the engine's `Controller`), so that the app
-(`nktui.ui.session.Session`) imports nothing of the engine. A later issue puts the run in its own process behind
-the same methods; tests give the app a fake one fed with recorded records (`tests/fake_run.py`).
+In-process: it wraps the run's `RunDriver` (and through it the engine's `Controller`), so that the app
+(`nktui.ui.session.Session`) imports nothing of the engine (`nktui --in-process`, and the tests' real engine). A
+run in its own process is reached through `nktui.host.remote.RemoteRunClient`, with the same methods; tests also
+give the app a fake one fed with recorded records (`tests/fake_run.py`).
 
     client = RunClient(config, keeper=keeper, paused=True)   # claims the folder (a failure: claim_error), launches
     client.state, client.info, client.step_count, client.gpu    # what the training thread published

@@ -21,7 +21,7 @@ from nktui.host.live_runs import live_runs
 from nktui.host.remote import RemoteRunClient, probe
 from nktui.host.server import SOCKET_FILE
 from nktui.host.spawn import RunProcessFailed, start_run_process
-from nktui.protocol import RunState
+from nktui.protocol import RunState, StepRecord
 from nktui.protocol.commands import EndRun
 from nktui.ui.app import NktuiApp
 
@@ -349,3 +349,20 @@ def test_a_run_that_finishes_with_nobody_attached_ends_and_logs_its_line(tmp_pat
     finally:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_attached_history_has_each_step_once(runs):
+    """The snapshot a viewer gets on attaching and the news after it never overlap: no step twice on the plot."""
+    run_dir, _ = runs(paused=False)
+    for _ in range(3):  # attach while the run trains, a few times
+        client = connect(run_dir)
+        wait(lambda: client.step_count > 100, "training")
+        time.sleep(0.5)
+        from nktui.host.mirror import Snapshot
+
+        records = client.drain()
+        assert isinstance(records[0], Snapshot)
+        steps = [s for s, _ in records[0].history.train_loss.recent] + [r.step for r in records[1:]
+                                                                       if isinstance(r, StepRecord)]
+        assert steps == sorted(set(steps)), "a step came twice, or out of order"
+        client.detach()

@@ -138,3 +138,11 @@ def test_server_options_are_split_from_the_app_flags():
     command = serve.app_command(["--run-dir", "x"], Path("my runs"))
     if os.name == "posix":  # the last --run-dir wins; the tab's shell fills in its process id
         assert command.endswith("--run-dir x --run-dir 'my runs'/tab-$$")
+
+
+def test_serve_attach_needs_a_live_run_and_takes_no_run_flags(tmp_path, capsys):
+    assert serve.serve_main(["--attach", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nktui: error: ") and "has no live run" in err and len(err.splitlines()) == 1
+    assert serve.serve_main(["--attach", str(tmp_path), "--model", "cnn"]) == 2
+    assert "takes no run flags" in capsys.readouterr().err

@@ -151,7 +151,7 @@ class RunHost:
             status["warnings"], self.warnings = self.warnings, []
         frame = pack({"kind": "news", "records": segments, "status": status, "sent_at": time.time()}, blob)
         self.news_bytes += len(frame)
-        self.server.broadcast(frame)
+        self.server.broadcast(frame, skip=fresh)  # (the snapshot just sent holds these records already)
 
     def _measure_rate(self, now: float, controller: Any) -> None:
         if controller is None or controller.state is not RunState.RUNNING:

@@ -150,10 +150,10 @@ class Connection:
                 self.close(pack({"kind": "refused", "why": refusal}))
                 return
             self.sock.settimeout(None)
-            self.viewer = hello.get("role") == "viewer"
-            self.send(pack(self.server.welcome()))
-            if self.viewer:
-                self.needs_snapshot = True
+            self.send(pack(self.server.welcome()))  # first: a tick's news may follow it, never come before it
+            if hello.get("role") == "viewer":
+                self.needs_snapshot = True  # (before it counts as a viewer: its first news is the whole state)
+                self.viewer = True
             while self.open:
                 message, _ = read_frame(self._read_exactly)
                 self._on_message(message)
@@ -275,9 +275,9 @@ class SocketServer:
         with self.lock:
             return [c for c in self.connections if c.viewer and c.open]
 
-    def broadcast(self, frame: bytes) -> None:
+    def broadcast(self, frame: bytes, skip: list[Connection] = ()) -> None:
         for connection in self.viewers:
-            if not connection.needs_snapshot:
+            if not connection.needs_snapshot and connection not in skip:
                 connection.send(frame, news=True)
 
     def close(self, last: bytes | None = None) -> None:

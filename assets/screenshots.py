@@ -120,7 +120,8 @@ async def attach() -> None:
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "runs" / "demo"
         train = subprocess.Popen([sys.executable, "-m", "nktui", "train", "--model", "mlp", "--seed", "0", "--device",
-                                  "cpu", "--steps", "1000000", "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL)
+                                  "cpu", "--steps", "1000000", "--run-dir", "runs/demo"], cwd=folder,
+                                 stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
             while not (run_dir / "nktui.sock").exists():
@@ -128,6 +129,7 @@ async def attach() -> None:
                     raise TimeoutError("nktui train's socket")
                 time.sleep(0.1)
             client = RemoteRunClient.connect(run_dir / "nktui.sock")
+            client.keeper.run_dir = Path("runs/demo")  # (as `nktui attach` from that folder shows it)
             app = NktuiApp(client.config, run_dir=Path("runs/demo"), run_client=lambda c, p: client, attached=True)
             async with app.run_test(size=SIZE) as pilot:
                 await trained(pilot, 600)

@@ -318,6 +318,7 @@ def test_a_hangup_of_the_attached_app_detaches_it_and_the_run_goes_on(runs, name
     run_dir, pid = runs(paused=False)
     path = run_dir / SOCKET_FILE
     connect(run_dir).detach()  # (built)
+    wait(lambda: probe(path)["status"]["clients"] == 0, "the test's own client to be gone")
     leader, follower = pty.openpty()
     os.set_blocking(leader, False)
     app = subprocess.Popen([sys.executable, "-m", "nktui", "attach", str(run_dir)], stdin=follower, stdout=follower,

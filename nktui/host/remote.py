@@ -109,11 +109,11 @@ class RemoteKeeper:
     created = True
     resume = None
 
-    def __init__(self, client: RemoteRunClient, welcome: dict[str, Any]) -> None:
+    def __init__(self, client: RemoteRunClient, run_dir: Path) -> None:
         self.client = client
-        self.run_dir = Path(welcome["run_dir"])
-        self.checkpoint = Path(welcome.get("checkpoint") or self.run_dir / "last.pt")
-        self.log_path = Path(welcome.get("log") or self.run_dir / "nktui.log")
+        self.run_dir = run_dir  # as this client reached it (the run's own path may be relative to another cwd)
+        self.checkpoint = run_dir / "last.pt"
+        self.log_path = run_dir / "nktui.log"
 
     @property
     def saved_step(self) -> int | None:
@@ -126,11 +126,11 @@ class RemoteKeeper:
 class RemoteRunClient:
     remote = True
 
-    def __init__(self, sock: socket.socket, welcome: dict[str, Any], read_exactly: Any) -> None:
+    def __init__(self, sock: socket.socket, welcome: dict[str, Any], read_exactly: Any,
+                 run_dir: Path | None = None) -> None:
         self.sock, self.welcome, self._read_exactly = sock, welcome, read_exactly
         self.config = from_wire(welcome["config"])
-        self.keeper = RemoteKeeper(self, welcome)
-        self.run_dir = self.keeper.run_dir
+        self.keeper = RemoteKeeper(self, run_dir if run_dir is not None else Path(welcome["run_dir"]))
         self.pid = welcome.get("pid")
         self.claim_error: str | None = None
         self.status: dict[str, Any] = {}
@@ -153,7 +153,11 @@ class RemoteRunClient:
     def connect(cls, path: str | Path) -> RemoteRunClient:
         sock, welcome, read_exactly = handshake(Path(path), "viewer")
         sock.settimeout(None)
-        return cls(sock, welcome, read_exactly)
+        return cls(sock, welcome, read_exactly, Path(path).parent)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.keeper.run_dir
 
     # -- the reader thread -----------------------------------------------------------------------------------------
     def _read_loop(self) -> None:

@@ -31,7 +31,6 @@ from .run_host import RunHost
 TICK_SECONDS = 0.05  # records to the viewers this often: with the app's 0.1 s tick, on its plot within 0.25 s
 ALONE_SECONDS = 3.0  # a finished or failed run with nobody attached this long ends
 SIGNAL_EXIT_SECONDS = 2.8
-HISTOGRAM_BINS = 16  # the gradient pane's sparklines, from step 1
 
 
 def serve_run(config: RunConfig, keeper: RunKeeper, *, paused: bool = False,
@@ -46,7 +45,6 @@ def serve_run(config: RunConfig, keeper: RunKeeper, *, paused: bool = False,
     except OSError as exc:
         driver.release()
         raise NktuiError(f"cannot serve the run's socket in {driver.run_dir}: {exc}") from None
-    trainer_kwargs.setdefault("histogram_bins", HISTOGRAM_BINS)
     with StopSignals(lambda name: exit_watchdog(SIGNAL_EXIT_SECONDS)) as stops:
         driver.launch(paused=paused, **trainer_kwargs)
         if ready is not None:

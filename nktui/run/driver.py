@@ -34,6 +34,7 @@ from ..safe_files import describe_write_error
 from ..engine import Controller, launch
 from .checkpoint_keeper import RunKeeper
 
+HISTOGRAM_BINS = 16  # gradient histograms of observed steps: the gradient pane's sparklines, from step 1
 SAVE_TIMEOUT = 2.0  # an app's exit waits at most this long for the trainer to write last.pt
 DONE = (RunState.FINISHED, RunState.FAILED, RunState.STOPPED)
 
@@ -87,6 +88,7 @@ class RunDriver:
             from .exporters import TENSORBOARD_BINS
 
             trainer_kwargs.setdefault("histogram_bins", TENSORBOARD_BINS)
+        trainer_kwargs.setdefault("histogram_bins", HISTOGRAM_BINS)  # the app's sparklines, attached or not
         if self.keeper is not None:
             trainer_kwargs = {**trainer_kwargs, **self.keeper.trainer_kwargs()}
         self.controller = launch(self.config, paused=paused, **trainer_kwargs)

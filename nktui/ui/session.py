@@ -28,7 +28,6 @@ from nktui.ui.abilities import Abilities
 from nktui.ui.changes import Changes
 from nktui.ui.session_files import SessionFiles
 
-HISTOGRAM_BINS = 16
 RATE_WINDOW = 2.0  # seconds of step counts behind the status bar's samples/s
 
 
@@ -40,7 +39,6 @@ class Session(Abilities, SessionFiles):
         `config`."""
         if not config.threads:
             config = config.replace(threads=app_threads())
-        trainer_kwargs.setdefault("histogram_bins", HISTOGRAM_BINS)  # the gradient pane's sparklines, from step 1
         self.config = config
         # The folder is made and locked before the trainer could write last.pt into it; one that another nktui
         # took first, or that cannot be made, leaves the run without files (claim_error says why).

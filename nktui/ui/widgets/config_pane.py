@@ -150,9 +150,9 @@ class ConfigPane(VerticalScroll, can_focus=False):
         self.refresh_marks()
 
     def show_lr(self, lr: float) -> None:
-        widget = self.query_one("#f-lr", Input)
-        if not widget.has_focus:
-            widget.value = lr_text(lr)
+        for widget in self.query("#f-lr").results(Input):  # (none while the app tears its screen down)
+            if not widget.has_focus:
+                widget.value = lr_text(lr)
 
     def refresh_marks(self) -> None:
         changed = set(self.changed_fields(self.config))

@@ -367,3 +367,51 @@ def test_an_attached_history_has_each_step_once(runs):
                                                                        if isinstance(r, StepRecord)]
         assert steps == sorted(set(steps)), "a step came twice, or out of order"
         client.detach()
+
+
+def test_hostile_commands_get_an_error_and_the_run_goes_on(runs):
+    from nktui.protocol.commands import SetHistogramBins
+
+    run_dir, pid = runs(paused=False)
+    client = connect(run_dir)
+    for bins in (-1, 0, 10**8):
+        with pytest.raises(Exception, match="histogram bins"):
+            client.submit(SetHistogramBins(bins)).result(20)
+    wait(lambda: client.step_count > 100, "training on")
+    line = client.end("x" * 10_000_000)  # a reason the size of a frame: cut to a line's worth
+    assert line is not None and "holds step" in line and len(line) < 1000
+    wait(lambda: not pid_alive(pid), "the run process to end")
+
+
+def test_a_shared_run_dir_keeps_its_mode_and_ls_removes_only_sockets(runs, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("someone else's")
+    os.chmod(shared, 0o1777)
+    run_dir, _ = runs("--run-dir", str(shared))
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777  # not made private: it is not the run's own folder
+    assert stat.S_IMODE((shared / SOCKET_FILE).stat().st_mode) == 0o600
+    fake = tmp_path / "runs" / "fake"
+    fake.mkdir(parents=True)
+    (fake / SOCKET_FILE).write_text("not a socket")
+    _, notes = live_runs(tmp_path / "runs")
+    assert (fake / SOCKET_FILE).exists() and any("is not a socket" in note for note in notes)
+
+
+def test_a_resumed_run_shows_the_checkpoints_step_and_the_old_history(runs):
+    run_dir, pid = runs(paused=False)
+    client = connect(run_dir)
+    wait(lambda: client.step_count > 120, "training")
+    client.end("quit")
+    wait(lambda: not pid_alive(pid), "the first run process to end")
+    from nktui.run.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(run_dir / "last.pt")["step"]
+    _, pid = runs("--resume", str(run_dir))  # (its folder, in place; paused)
+    again = connect(run_dir)
+    wait(lambda: again.step_count == saved, "the resumed step")
+    from nktui.host.mirror import Snapshot
+
+    snapshot = again.drain()[0]
+    assert isinstance(snapshot, Snapshot) and snapshot.history.train_loss.count > 0  # from metrics.jsonl
+    assert all(r.step > saved for r in snapshot.recent)  # the newest step shown is the run's own, not an old row

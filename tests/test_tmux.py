@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -106,8 +107,20 @@ def tmux(tmp_path_factory):
     # A server of our own on a socket in a fresh temporary folder (short: socket paths are limited to ~100 bytes).
     server = Tmux(tmp_path_factory.mktemp("tmux") / "s")
     yield server
-    server.run("kill-server", check=False)
+    server.run("kill-server", check=False)  # (the app detaches: its run process trains on ...)
     server.socket.unlink(missing_ok=True)
+    stop_run_processes(tmp_path_factory.getbasetemp())
+
+
+def stop_run_processes(root) -> None:
+    """... so every run process a test left under `root` is stopped here, whatever the test did."""
+    from nktui.host.remote import probe
+
+    for path in Path(root).rglob("nktui.sock"):
+        try:
+            os.kill(int(probe(path)["pid"]), signal.SIGKILL)
+        except Exception:  # noqa: BLE001 - gone already, or not a run
+            pass
 
 
 def test_nktui_in_a_real_terminal(tmux, tmp_path):

@@ -27,10 +27,12 @@ from nktui.protocol.commands import (
     UpdateLive,
 )
 
-from ..protocol.errors import NktuiError
+from ..protocol.errors import ConfigError, NktuiError
 from ..protocol.results import Finished, SurfaceCancelled
 from ..safe_files import describe_write_error
 from .debugger.landscape import SurfaceProgress
+
+MAX_HISTOGRAM_BINS = 256  # (a command from an attached client is checked like any input)
 
 
 def update_live(trainer, command: UpdateLive) -> None:
@@ -101,6 +103,8 @@ def finish(trainer, command: Finish) -> Finished:
 
 
 def set_histogram_bins(trainer, command: SetHistogramBins) -> None:
+    if not (isinstance(command.bins, int) and 1 <= command.bins <= MAX_HISTOGRAM_BINS):
+        raise ConfigError(f"histogram bins must be a whole number from 1 to {MAX_HISTOGRAM_BINS}, not {command.bins!r}")
     if not trainer.instruments.histogram_bins:
         trainer.instruments.histogram_bins = command.bins
 

@@ -9,6 +9,7 @@ folder's lock is still held (a run busy starting), and reported. Imports neither
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ def live_runs(root: Path) -> tuple[list[LiveRun], list[str]]:
                 check_not_in_use(path.parent)
             except NktuiError:
                 continue  # its folder is still held: a run starting up, not a dead one
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                notes.append(f"{path} is not a socket (left as it is): no run answers there")
+                continue
             try:
                 path.unlink()
                 notes.append(f"removed the socket of a run that is no longer running: {path}")

@@ -44,8 +44,16 @@ def open_socket(path: Path, timeout: float = CONNECT_SECONDS) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     address, fd = bindable(Path(path))
+    deadline = time.monotonic() + timeout
     try:
-        sock.connect(address)
+        while True:
+            try:
+                sock.connect(address)
+                break
+            except BlockingIOError:  # the run's backlog is full for a moment (a burst of `nktui ls`): again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
     except (ConnectionRefusedError, FileNotFoundError) as exc:
         sock.close()
         raise RunGone(f"no run answers at {path} ({exc.strerror})") from None
@@ -158,6 +166,14 @@ class RemoteRunClient:
     @property
     def run_dir(self) -> Path:
         return self.keeper.run_dir
+
+    def localize(self, line: str | None) -> str | None:
+        """A line from the run (which names its folder as the run process knows it, maybe relative to another
+        directory) with the folder as this client reached it."""
+        theirs = str(self.welcome.get("run_dir", ""))
+        if not line or not theirs or theirs == str(self.run_dir):
+            return line
+        return line.replace(theirs + "/", str(self.run_dir) + "/").replace(f" {theirs})", f" {self.run_dir})")
 
     # -- the reader thread -----------------------------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -358,7 +374,7 @@ class RemoteRunClient:
         except Exception:
             line = self.ended_line
         self.detach()
-        return line
+        return self.localize(line)
 
     def detach(self) -> None:
         """Leave the run running; this connection closes."""

@@ -23,15 +23,18 @@ from concurrent.futures import Future
 from typing import Any
 
 from .. import __version__
+from ..messages import one_line
 from ..engine.gpu import GpuReading
 from ..protocol import NktuiError, RunState
 from ..protocol.commands import CONTROL_COMMANDS, TRAINING_COMMANDS, EndRun, Finish, Note, SaveNow, Stop
-from ..protocol.wire import VERSION, error_to_wire, pack, records_to_wire, register, to_wire
+from ..protocol.wire import VERSION, WireError, error_to_wire, pack, records_to_wire, register, to_wire
 from ..run.driver import RunDriver
 from .mirror import RunMirror
 from .server import SOCKET_FILE, SocketServer
 
 register(GpuReading)
+REASON_CHARS = 200  # what a client may say of why it stopped the run (it goes into the exit line)
+NOTE_CHARS = 20_000  # a line a client asks to put into nktui.log (a warning, a traceback)
 RATE_SECONDS = 2.0  # the steps/s `nktui ls` shows, over this long
 OBSERVE_SECONDS = 0.2  # while a viewer is attached and the run trains, a step is measured this often
 
@@ -45,7 +48,8 @@ class RunHost:
         if resume is not None:  # the plot goes on from the run's own history, at metrics.jsonl's resolution
             from ..run.files import METRICS_FILE, earlier_records
 
-            self.mirror.add(earlier_records(resume.path.parent / METRICS_FILE, resume.step))
+            # (into the plot only: the newest step a viewer sees is the checkpoint's, from the run itself)
+            self.mirror.history.extend(earlier_records(resume.path.parent / METRICS_FILE, resume.step))
         self.started = time.time()
         self.server = SocketServer(driver.run_dir / SOCKET_FILE, welcome=self.welcome, handle=self.handle)
         self.end_request: tuple[str, Future] | None = None
@@ -65,11 +69,11 @@ class RunHost:
         controller = self.driver.controller
         if isinstance(command, EndRun):
             if self.end_request is None:
-                self.end_request = (command.reason, Future())
+                self.end_request = (one_line(str(command.reason))[:REASON_CHARS], Future())
             return self.end_request[1]
         if isinstance(command, Note):
             if self.driver.keeper is not None:
-                self.driver.keeper.note(str(command.text))
+                self.driver.keeper.note(str(command.text)[:NOTE_CHARS])
             return None
         if controller is None:
             raise NktuiError("the run is still starting")
@@ -170,5 +174,9 @@ class RunHost:
         step = controller.step_count if controller is not None else 0
         if self.end_request is not None and not self.end_request[1].done():
             self.end_request[1].set_result(line)
-        self.server.close(pack({"kind": "ended", "line": line, "step": step,
-                                "status": self.status(full=True) if controller is not None else {}}))
+        try:
+            last = pack({"kind": "ended", "line": line, "step": step,
+                         "status": self.status(full=True) if controller is not None else {}})
+        except WireError:  # (a traceback too big for a frame, say: the line alone)
+            last = pack({"kind": "ended", "line": (line or "")[:10_000], "step": step, "status": {}})
+        self.server.close(last)

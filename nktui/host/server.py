@@ -32,6 +32,7 @@ from ..protocol.wire import VERSION, WireError, error_to_wire, from_wire, pack, 
 SOCKET_FILE = "nktui.sock"
 QUEUE_FRAMES = 50  # news frames a client may have waiting (5 s of ticks) before it is resynced
 QUEUE_BYTES = 8 << 20
+MAX_PENDING = 10_000  # frames of any kind (replies) a client may leave unread before it is disconnected
 HANDSHAKE_SECONDS = 5.0
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
@@ -44,6 +45,19 @@ def bindable(path: Path) -> tuple[str, int | None]:
         return text, None
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     return f"/proc/self/fd/{fd}/{path.name}", fd
+
+
+RUN_FILE_NAMES = {SOCKET_FILE, ".lock", "config.toml", "metrics.jsonl", "metrics.csv", "last.pt", "nktui.log",
+                  "saved-config.toml"}
+
+
+def holds_only_run_files(folder: Path) -> bool:
+    """Whether `folder` holds nothing but a run's own files (then it may be made private to its user)."""
+    try:
+        return all(name in RUN_FILE_NAMES or name.startswith((".last.pt.tmp", "events.out.tfevents"))
+                   for name in os.listdir(folder))
+    except OSError:
+        return False
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -63,6 +77,7 @@ class Connection:
         self.queued_bytes = 0
         self.cond = threading.Condition()
         self.open = True
+        self.open_failed = False  # it was disconnected for leaving too much unread
         self.closing = False  # a last frame is queued: the writer closes once it is sent
         self.viewer = False  # a viewer counts as attached and gets news; a probe (nktui ls) only asks
         self.needs_snapshot = False
@@ -87,9 +102,16 @@ class Connection:
                 self.needs_snapshot = True  # the next tick sends the whole state instead
                 self.resyncs += 1
                 return
-            self.queue.append((frame, news))
-            self.queued_bytes += len(frame)
-            self.cond.notify()
+            if not news and (len(self.queue) >= MAX_PENDING or self.queued_bytes >= 2 * QUEUE_BYTES):
+                overflowing = True  # a client that asks and never reads the answers: it goes, the run stays
+            else:
+                overflowing = False
+                self.queue.append((frame, news))
+                self.queued_bytes += len(frame)
+                self.cond.notify()
+        if overflowing:
+            self.open_failed = True
+            self.abort()
 
     def _write_loop(self) -> None:
         try:
@@ -107,6 +129,21 @@ class Connection:
             pass
         finally:
             self.close()
+
+    def abort(self) -> None:
+        """Close at once, whatever is queued (its reader thread ends with the socket)."""
+        with self.cond:
+            if not self.open:
+                return
+            self.open = False
+            self.queue.clear()
+            self.cond.notify_all()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.server.forget(self)
 
     def close(self, last: bytes | None = None) -> None:
         """Close the connection; with `last`, after everything queued and `last` are sent (at most a second)."""
@@ -218,23 +255,26 @@ class SocketServer:
 
     def start(self) -> None:
         """Bind (a socket file left by a run that died is replaced: the run directory's lock is this process's)."""
-        try:
-            os.chmod(self.path.parent, 0o700)
-        except OSError:
-            pass
+        if holds_only_run_files(self.path.parent):  # a run's own folder; never `--run-dir .` or a shared one
+            try:
+                os.chmod(self.path.parent, 0o700)
+            except OSError:
+                pass
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         address, fd = bindable(self.path)
-        try:  # (no umask games: the folder is 0700 already, so nobody else can reach it before the chmod)
+        old_umask = os.umask(0o177)  # the socket is 0600 from its first moment (the folder may be shared)
+        try:
             listener.bind(address)
         finally:
+            os.umask(old_umask)
             if fd is not None:
                 os.close(fd)
         os.chmod(self.path, 0o600)
-        listener.listen(16)
+        listener.listen(socket.SOMAXCONN)
         self.listener = listener
         threading.Thread(target=self._accept_loop, name="nktui-accept", daemon=True).start()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nktui.host.remote import RemoteRunClient
+from nktui.protocol import RunState
 from nktui.host.server import SOCKET_FILE
 from nktui.host.spawn import start_run_process
 from nktui.run.files import next_run_dir, resume_command
@@ -38,9 +39,15 @@ class Attached:
         if self.closing or self.session is None:
             return
         self.closing = True
-        run_dir = self.session.run.run_dir
-        self.session.detach()
-        self.exit_line = f"nktui: {why}; the run trains on in {run_dir}: nktui attach {run_dir} comes back to it"
+        session = self.session
+        run_dir = session.run.run_dir
+        state = session.state
+        session.detach()
+        if state.is_over or state is RunState.FINISHED:  # nothing trains on: the run ends once nobody is attached
+            self.exit_line = (f"nktui: {why}; the run had {state.value} at step {session.step_count} and ends by "
+                              f"itself: its last line goes to {session.run.keeper.log_path}")
+        else:
+            self.exit_line = f"nktui: {why}; the run trains on in {run_dir}: nktui attach {run_dir} comes back to it"
         self.exit(0)
 
     def ask_quit(self) -> None:
@@ -64,7 +71,7 @@ class Attached:
         client = session.run
         session.closed = True
         if client.ended_line:
-            self.exit_line = client.ended_line.replace("nktui: ", "nktui: the run ended: ", 1)
+            self.exit_line = client.localize(client.ended_line).replace("nktui: ", "nktui: the run ended: ", 1)
         else:
             step = session.step_count
             checkpoint = client.keeper.checkpoint

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import random
 import time
 import types
 from pathlib import Path
@@ -152,11 +153,12 @@ def test_a_viewer_that_never_reads_stays_bounded_tick_after_tick(short_dir, monk
             time.sleep(0.005)
         conn = host.server.viewers[0]
         most_queued, step, news_size = 0, 61, 0
-        for _ in range(30):  # (plain steps: the mirror's observed steps, most of a snapshot, stay as they are)
-            news = [StepRecord(step + i, 0, 1.0, 0.5, 0.1) for i in range(1000)]
+        noise = random.Random(0)  # (losses that do not deflate much, as real ones)
+        for _ in range(60):  # (plain steps: the mirror's observed steps, most of a snapshot, stay as they are)
+            news = [StepRecord(step + i, 0, noise.random(), 0.5, 0.1) for i in range(1000)]
             step += len(news)
             segments, blob = records_to_wire(news)
-            news_size = max(news_size, len(pack({"kind": "news", "records": segments}, blob)))
+            news_size = max(news_size, len(pack({"kind": "news", "records": segments}, blob, deflate=True)))
             host.tick(news)
             most_queued = max(most_queued, conn.queued_bytes)
         biggest = max(len(host.snapshot_frame()), news_size)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 
 import pytest
 from wire_support import EXTREMES, bits, eval_result, every_record, frame_of, observed, same
 
 from nktui.protocol.records import ActivationStats, Resumed, Rewound, StepRecord
+from nktui.protocol import wire
 from nktui.protocol.wire import (
     MAX_FRAME,
     WireError,
@@ -35,8 +37,10 @@ def test_mixed_records_come_back_equal_and_in_order():
               Rewound(4, 12), eval_result(), Resumed(4)]
     items += [StepRecord(i, 1, x, -x, abs(x) or 1e-3) for i, x in enumerate(EXTREMES, start=5)]
     segments, blob = records_to_wire(items)
-    assert [s for s in segments if "$steps" in s] == [{"$steps": 5, "at": 0}, {"$steps": len(EXTREMES), "at": 200}]
-    assert len(blob) == 40 * (5 + len(EXTREMES))
+    step = wire._STEP_BYTES  # (a rate rides in the columns too: step 7 is plain)
+    assert [s for s in segments if "$steps" in s] == [{"$steps": 5, "at": 0}, {"$steps": 1, "at": 5 * step},
+                                                      {"$steps": len(EXTREMES), "at": 6 * step}]
+    assert len(blob) == step * (6 + len(EXTREMES))
     frame = pack({"kind": "news", "records": segments, "status": {}}, blob)
     header, blob_back = unpack(frame[4:])
     assert blob_back == blob
@@ -78,14 +82,14 @@ def test_only_plain_steps_go_in_columns():
 
 # -- 2. what is refused ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("segment", [
-    {"$steps": 2, "at": 0}, {"$steps": 1, "at": 1}, {"$steps": 1, "at": 40}, {"$steps": -1, "at": 0},
-    {"$steps": 1, "at": -40}, {"$steps": 1.0, "at": 0}, {"$steps": "1", "at": 0}, {"$steps": 1, "at": None},
+    {"$steps": 2, "at": 0}, {"$steps": 1, "at": 1}, {"$steps": 1, "at": 48}, {"$steps": -1, "at": 0},
+    {"$steps": 1, "at": -48}, {"$steps": 1.0, "at": 0}, {"$steps": "1", "at": 0}, {"$steps": 1, "at": None},
     {"$steps": None, "at": 0}, {"$steps": 1}, {"$steps": 10**30, "at": 0}, {"$steps": 1, "at": 2**70},
     {"$steps": [1], "at": 0},
 ], ids=str)
 def test_a_step_segment_outside_the_blob_is_refused(segment):
     _, blob = records_to_wire([StepRecord(1, 0, 1.0, 1.0, 1.0)])
-    assert len(blob) == 40
+    assert len(blob) == wire._STEP_BYTES == 48
     with pytest.raises(WireError):
         records_from_wire([segment], blob)
 
@@ -156,3 +160,32 @@ def test_deep_nesting_in_a_header_is_a_wire_error():
     with pytest.raises(WireError):  # (deep under a tagged object: caught)
         from_wire(deep_in_dict)
 
+
+
+def test_a_steps_rate_rides_in_the_columns_and_none_stays_none():
+    items = [StepRecord(1, 0, 1.0, 0.5, 0.1, samples_per_sec=12345.678), StepRecord(2, 0, 1.0, 0.5, 0.1),
+             StepRecord(3, 0, 1.0, 0.5, 0.1, samples_per_sec=5e-324)]
+    segments, blob = records_to_wire(items)
+    assert segments == [{"$steps": 3, "at": 0}]
+    back = records_from_wire(segments, blob)
+    assert [r.samples_per_sec for r in back] == [12345.678, None, 5e-324]
+    # a nan rate cannot be told from a missing one: such a record goes whole, as JSON
+    odd = StepRecord(4, 0, 1.0, 0.5, 0.1, samples_per_sec=float("nan"))
+    segments, blob = records_to_wire([odd])
+    assert blob == b"" and math.isnan(records_from_wire(segments, blob)[0].samples_per_sec)
+
+
+def test_deflated_columns_come_back_and_a_bomb_is_refused():
+    import zlib
+
+    items = [StepRecord(i, 3, 1.0 / i, 0.5, 0.1, samples_per_sec=640.0) for i in range(1, 2001)]
+    segments, blob = records_to_wire(items)
+    frame = pack({"kind": "news", "records": segments}, blob, deflate=True)
+    assert len(frame) < len(blob) / 2  # steps, epochs, LRs and rates repeat
+    header, back = unpack(frame[4:])
+    assert header["z"] == 1 and back == blob and records_from_wire(header["records"], back) == items
+    bomb = zlib.compress(b"\0" * (MAX_FRAME + 1), 9)  # a small frame that would inflate past the limit
+    with pytest.raises(WireError):
+        unpack(pack({"kind": "news", "z": 1}, bomb)[4:])
+    with pytest.raises(WireError):
+        unpack(pack({"kind": "news", "z": 1}, b"not deflated")[4:])

@@ -15,6 +15,7 @@ without one (the run process died). Imports neither torch nor Textual.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import socket
 import threading
@@ -215,6 +216,10 @@ class RemoteRunClient:
             self._warnings += [str(w) for w in warnings]
         if "info" in status:
             self._info = from_wire(status.pop("info"))
+        if "rewinds" in status:
+            rewinds = from_wire(status.pop("rewinds"))
+            if self._info is not None:
+                self._info = dataclasses.replace(self._info, rewinds=rewinds)
         self.status.update(status)
 
     def _resolve(self, message: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ Imports neither torch nor Textual.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -116,14 +117,18 @@ class RunHost:
             "steps_per_sec": self.steps_per_sec,
         }
         if info is not None and (full or info is not self._info_sent):
-            status["info"] = to_wire(info)
+            sent = self._info_sent
+            if not full and sent is not None and dataclasses.replace(sent, rewinds=info.rewinds) == info:
+                status["rewinds"] = to_wire(info.rewinds)  # (what changes every 64 steps: the rest stays)
+            else:
+                status["info"] = to_wire(info)
         if error is not None and full:
             status["traceback"] = controller.error_traceback
         return status
 
     def snapshot_frame(self) -> bytes:
         fields, blob = self.mirror.snapshot()
-        return pack({"kind": "snapshot", **fields, "status": self.status(full=True)}, blob)
+        return pack({"kind": "snapshot", **fields, "status": self.status(full=True)}, blob, deflate=True)
 
     def tick(self, records: list[Any]) -> None:
         """After each drain: the mirror takes the records; every viewer gets them with the status (one frame), a
@@ -153,7 +158,8 @@ class RunHost:
             self._info_sent = info
         if self.warnings:
             status["warnings"], self.warnings = self.warnings, []
-        frame = pack({"kind": "news", "records": segments, "status": status, "sent_at": time.time()}, blob)
+        frame = pack({"kind": "news", "records": segments, "status": status, "sent_at": time.time()}, blob,
+                     deflate=True)
         self.news_bytes += len(frame)
         self.server.broadcast(frame, skip=fresh)  # (the snapshot just sent holds these records already)
 

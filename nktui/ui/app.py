@@ -98,7 +98,7 @@ class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
         if self.attached:
             attached.take_early_signals(self)
             self.loss_plot.pace = RedrawPace(*attached.ATTACHED_PLOT_PACE)
-            self.gradient_pane.pace = RedrawPace(*attached.ATTACHED_PLOT_PACE)
+            self.gradient_pane.pace = RedrawPace(*attached.ATTACHED_GRADIENTS_PACE)
         self.start_session(self.config, paused=self.start_paused)
         self.set_interval(attached.ATTACHED_TICK_SECONDS if self.attached else TICK_SECONDS, self.tick)
         self.gradient_pane.focus()

@@ -27,7 +27,8 @@ from nktui.ui.screens.quit_choice import DETACH, STOP, QuitChoice
 
 # While attached the UI has a process (and a core) of its own: it pulls and redraws more often than in-process.
 ATTACHED_TICK_SECONDS = 0.1
-ATTACHED_PLOT_PACE = (0.5, 0.1, 1.0)  # (share of a core, shortest and longest seconds between redraws)
+ATTACHED_PLOT_PACE = (0.25, 0.1, 1.0)  # (share of a core, shortest and longest seconds between redraws)
+ATTACHED_GRADIENTS_PACE = (0.1, 0.4, 2.0)  # (on 2 cores the app's redraws take CPU the run could use)
 
 
 class Attached:

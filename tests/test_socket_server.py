@@ -36,9 +36,8 @@ from wire_support import (  # noqa: F401 (harness, short_dir, thread_errors: fix
     thread_errors,
 )
 
-from nktui.host import remote
 from nktui.host.remote import RemoteRunClient, handshake, probe
-from nktui.host.server import SOCKET_FILE, SocketServer
+from nktui.host.server import SOCKET_FILE, ExactReader, SocketServer
 from nktui.protocol import commands
 from nktui.protocol.commands import Evaluate, RewindTo, SetLr
 from nktui.protocol.config import RunConfig
@@ -279,7 +278,7 @@ def test_close_ends_the_accept_thread(short_dir):
 def test_a_client_survives_a_deeply_nested_reply(thread_errors):
     ours, theirs = socket.socketpair()
     welcome = {"kind": "welcome", "run_dir": "/tmp/nowhere", "config": to_wire(RunConfig()), "status": {}}
-    client = RemoteRunClient(ours, welcome, remote._reader(ours))
+    client = RemoteRunClient(ours, welcome, ExactReader(ours))
     try:
         future = client.submit(Evaluate())
         theirs.settimeout(5)

@@ -28,7 +28,7 @@ from types import MappingProxyType
 import pytest
 
 from nktui.engine.gpu import GpuReading
-from nktui.host.server import SOCKET_FILE, SocketServer, bindable
+from nktui.host.server import SOCKET_FILE, ExactReader, SocketServer, bindable
 from nktui.protocol import commands, wire
 from nktui.protocol.commands import (
     Cancel,
@@ -313,17 +313,7 @@ def connect(path: Path, timeout: float = 5.0) -> socket.socket:
 
 
 def reader(sock: socket.socket):
-    def read_exactly(n: int) -> bytes:
-        chunks, left = [], n
-        while left:
-            chunk = sock.recv(min(left, 1 << 20))
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-
-    return read_exactly
+    return ExactReader(sock)
 
 
 def hello(role: str = "probe", version=VERSION) -> bytes:

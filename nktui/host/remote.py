@@ -31,7 +31,7 @@ from ..protocol.config import parse_lr
 from ..protocol.wire import VERSION, WireError, error_from_wire, from_wire, pack, read_frame, records_from_wire, to_wire
 from . import run_host  # noqa: F401 (registers the GPU reading with the wire)
 from .mirror import Snapshot
-from .server import bindable
+from .server import ExactReader, bindable
 
 CONNECT_SECONDS = 5.0
 STEP_SECONDS = 2.0  # `n` waits this long for the run to say whether it stepped
@@ -69,27 +69,10 @@ def open_socket(path: Path, timeout: float = CONNECT_SECONDS) -> socket.socket:
     return sock
 
 
-def _reader(sock: socket.socket):
-    def read_exactly(n: int) -> bytes:
-        chunks, left = [], n
-        while left:
-            chunk = sock.recv(min(left, 1 << 20))
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            left -= len(chunk)
-        counter[0] += n
-        return b"".join(chunks)
-
-    counter = [0]
-    read_exactly.counter = counter  # bytes read so far
-    return read_exactly
-
-
 def handshake(path: Path, role: str) -> tuple[socket.socket, dict[str, Any], Any]:
     """Connect and say hello: (the socket, the welcome, a read_exactly for it). NktuiError says why not."""
     sock = open_socket(path)
-    read_exactly = _reader(sock)
+    read_exactly = ExactReader(sock)
     try:
         sock.sendall(pack({"kind": "hello", "version": VERSION, "nktui": __version__, "role": role}))
         welcome, _ = read_frame(read_exactly)
@@ -270,7 +253,7 @@ class RemoteRunClient:
 
     @property
     def received_bytes(self) -> int:
-        return self._read_exactly.counter[0]
+        return self._read_exactly.count
 
     @property
     def clients(self) -> int:

@@ -60,6 +60,24 @@ def holds_only_run_files(folder: Path) -> bool:
         return False
 
 
+class ExactReader:
+    """`reader(n)`: the next n bytes from a socket (EOFError when it closed first); `count`: bytes read so far."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.count = sock, 0
+
+    def __call__(self, n: int) -> bytes:
+        chunks, left = [], n
+        while left:
+            chunk = self.sock.recv(min(left, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            left -= len(chunk)
+        self.count += n
+        return b"".join(chunks)
+
+
 def peer_uid(sock: socket.socket) -> int | None:
     try:
         _, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
@@ -83,6 +101,7 @@ class Connection:
         self.needs_snapshot = False
         self.resyncs = 0
         self.writer: threading.Thread | None = None
+        self.read_exactly = ExactReader(sock)
         self.sent_bytes = 0
 
     def start(self) -> None:
@@ -138,8 +157,11 @@ class Connection:
             self.open = False
             self.queue.clear()
             self.cond.notify_all()
+        self._let_go()
+
+    def _let_go(self) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)  # (wakes this connection's reader)
         except OSError:
             pass
         self.sock.close()
@@ -160,28 +182,13 @@ class Connection:
                 return  # the writer closes once the last frame is out
             self.open = False
             self.cond.notify_all()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.server.forget(self)
+        self._let_go()
 
     # -- in --------------------------------------------------------------------------------------------------------
-    def _read_exactly(self, n: int) -> bytes:
-        chunks, left = [], n
-        while left:
-            chunk = self.sock.recv(min(left, 1 << 20))
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-
     def _read_loop(self) -> None:
         try:
             self.sock.settimeout(HANDSHAKE_SECONDS)
-            hello, _ = read_frame(self._read_exactly)
+            hello, _ = read_frame(self.read_exactly)
             refusal = self._refusal(hello)
             if refusal:
                 self.close(pack({"kind": "refused", "why": refusal}))
@@ -192,7 +199,7 @@ class Connection:
                 self.needs_snapshot = True  # (before it counts as a viewer: its first news is the whole state)
                 self.viewer = True
             while self.open:
-                message, _ = read_frame(self._read_exactly)
+                message, _ = read_frame(self.read_exactly)
                 self._on_message(message)
         except (OSError, EOFError, WireError, struct.error):
             pass  # a client gone, or one that sent what is not a frame: its connection only

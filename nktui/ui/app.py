@@ -1,9 +1,8 @@
 """NktuiApp: composes the panes, routes keys to the session, and pulls the session's news at its own pace.
 
-The trainer runs on its own thread (see `Session`); this app never touches a tensor and never waits for it. A
-timer (`TICK_SECONDS`) polls the session, then updates only the widgets whose data changed. Keys become
-controller commands, which the trainer applies at its next step boundary.
-"""
+The run trains in a process of its own (`attached`) or on a thread of this one (`Session`); the app never touches a
+tensor nor waits for one. A timer polls the session and updates only the widgets whose data changed; keys become
+named commands, which the trainer applies at its next step boundary."""
 
 from __future__ import annotations
 
@@ -36,8 +35,8 @@ from nktui.ui.widgets.status_bar import StatusBar
 from nktui.ui.widgets.too_small import TooSmall
 
 TICK_SECONDS = 0.2  # how often the UI pulls records (5 Hz)
-# While the run trains, the plot and the gradient pane redraw only when their data changed, and no more often than
-# their share of a core allows (nktui.ui.pacing: the trainer waits while the UI draws); while paused, at once.
+# While the run trains, the plot and the gradient pane redraw when their data changed, as often as their share of a
+# core allows (nktui.ui.pacing: in-process, the trainer waits while the UI draws); while paused, at once.
 PLOT_PACE = (0.02, 1.0, 3.0)  # (share of a core, shortest and longest seconds between redraws)
 GRADIENTS_PACE = (0.01, 1.0, 3.0)
 QUIT_TIMEOUT = 1.5  # the trainer gets this long to reach a step boundary when quitting
@@ -96,9 +95,7 @@ class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
         if self.handle_signals:
             run_lifecycle.install_signal_handlers(self, attached.on_stop_signal if self.attached else None)
         if self.attached:
-            attached.take_early_signals(self)
-            self.loss_plot.pace = RedrawPace(*attached.ATTACHED_PLOT_PACE)
-            self.gradient_pane.pace = RedrawPace(*attached.ATTACHED_GRADIENTS_PACE)
+            self.mount_attached()
         self.start_session(self.config, paused=self.start_paused)
         self.set_interval(attached.ATTACHED_TICK_SECONDS if self.attached else TICK_SECONDS, self.tick)
         self.gradient_pane.focus()
@@ -395,8 +392,7 @@ class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
 
 
 def run_attached(client, early_signals=None) -> int:
-    """The app on a run in a process of its own (`nktui`, `nktui attach`) until it detaches or stops the run.
-    `early_signals`: from `nktui.ui.attached.catch_early_signals`, called before connecting."""
+    """The app on a run in its own process until it detaches or stops it (see nktui.ui.attached.run)."""
     return attached.run(NktuiApp, client, early_signals)
 
 

@@ -23,6 +23,7 @@ from nktui.host.spawn import start_run_process
 from nktui.run.files import next_run_dir, resume_command
 from nktui.run.signals import STOP_SIGNALS, handled
 from nktui.ui import run_lifecycle
+from nktui.ui.pacing import RedrawPace
 from nktui.ui.screens.quit_choice import DETACH, STOP, QuitChoice
 
 # While attached the UI has a process (and a core) of its own: it pulls and redraws more often than in-process.
@@ -32,6 +33,12 @@ ATTACHED_GRADIENTS_PACE = (0.1, 0.4, 2.0)  # (on 2 cores the app's redraws take 
 
 
 class Attached:
+    def mount_attached(self) -> None:
+        """From on_mount: the signals that came early, and the panes' faster pace (this process draws alone)."""
+        take_early_signals(self)
+        self.loss_plot.pace = RedrawPace(*ATTACHED_PLOT_PACE)
+        self.gradient_pane.pace = RedrawPace(*ATTACHED_GRADIENTS_PACE)
+
     def action_detach(self) -> None:
         self.detach("detached")
 

@@ -36,6 +36,7 @@ from wire_support import (  # noqa: F401 (harness, short_dir, thread_errors: fix
     thread_errors,
 )
 
+from nktui.host import remote
 from nktui.host.remote import RemoteRunClient, handshake, probe
 from nktui.host.server import SOCKET_FILE, ExactReader, SocketServer
 from nktui.protocol import commands

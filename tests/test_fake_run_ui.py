@@ -72,3 +72,63 @@ async def test_space_and_n_send_the_named_commands_to_the_run(apps):
         await pilot.press("space")
         await until(pilot, lambda: fake.state is RunState.RUNNING, "the run resumed")
         assert fake.commands[-1] == "resume"
+
+
+class FakeRemote(FakeRun):
+    """A fake run in its own process: the app attached to it (d, the quit question), nothing behind it."""
+
+    remote = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        import types
+        from pathlib import Path
+
+        self.run_dir = Path("runs/fake")
+        self.keeper = types.SimpleNamespace(run_dir=self.run_dir, checkpoint=self.run_dir / "last.pt",
+                                            log_path=self.run_dir / "nktui.log", created=True, saved_step=None,
+                                            resume=None, note=lambda line: None)
+        self.ended, self.ended_line, self.detached = False, None, False
+
+    def detach(self) -> None:
+        self.detached = True
+
+    def end(self, reason: str, timeout: float = 10.0) -> str:
+        self.commands.append(("end", reason))
+        return f"nktui: {reason} at step {self.step_count}; runs/fake/last.pt holds step {self.step_count}"
+
+
+async def test_attached_q_asks_and_esc_at_a_tiny_size_leaves_no_field_focused(apps):
+    info = run_info(step_limit=100)
+    fake = FakeRemote(info=info, state=RunState.PAUSED)
+    fake.publish(*recorded(info))
+    config = RunConfig(device="cpu", seed=0, steps=100)
+    app = NktuiApp(config, run_dir="runs/fake", run_client=lambda config, paused: fake, attached=True)
+    apps.append(app)
+    async with app.run_test(size=(59, 15)) as pilot:  # too small: the panes are hidden
+        await until(pilot, lambda: app.session.step_count == 40, "the records")
+        await pilot.press("q")
+        await until(pilot, lambda: type(app.screen).__name__ == "QuitChoice", "the quit question")
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert app.focused is None or not hasattr(app.focused, "value"), app.focused  # no input takes keys
+        await pilot.press("q")
+        await until(pilot, lambda: type(app.screen).__name__ == "QuitChoice", "the question again")
+        await pilot.press("d")
+        await until(pilot, lambda: not app.is_running, "the detach")
+    assert fake.detached and "nktui attach runs/fake" in app.exit_line and not fake.commands
+
+
+async def test_attached_q_then_s_stops_the_run_with_its_line(apps):
+    info = run_info(step_limit=100)
+    fake = FakeRemote(info=info, state=RunState.PAUSED)
+    fake.publish(*recorded(info))
+    app = NktuiApp(RunConfig(device="cpu", seed=0, steps=100), run_dir="runs/fake",
+                   run_client=lambda config, paused: fake, attached=True)
+    apps.append(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.session.step_count == 40, "the records")
+        assert app.check_action("detach", ()) is True
+        await pilot.press("q", "s")
+        await until(pilot, lambda: not app.is_running, "the stop")
+    assert fake.commands == [("end", "quit")] and "holds step 40" in app.exit_line

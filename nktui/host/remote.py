@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import socket
 import threading
 import time
@@ -63,8 +64,6 @@ def open_socket(path: Path, timeout: float = CONNECT_SECONDS) -> socket.socket:
         raise NktuiError(f"cannot connect to {path}: {exc.strerror or exc}") from None
     finally:
         if fd is not None:
-            import os
-
             os.close(fd)
     return sock
 

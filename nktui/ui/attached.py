@@ -67,6 +67,8 @@ class Attached:
                 self.shutdown("quit")
             elif choice == DETACH:
                 self.detach("detached")
+            elif self.has_class("-too-small"):  # (the panes are hidden: no field may take the next keys)
+                self.call_after_refresh(self.set_focus, None)
 
         self.push_screen(QuitChoice(self.session.run.run_dir), answer)
 

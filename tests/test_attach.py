@@ -99,6 +99,7 @@ async def test_attach_steer_detach_and_attach_again_with_the_history(runs):
         await until(pilot, lambda: session.latest_step is not None and session.latest_step.step == paused_at + 2
                     and session.latest_step.lr == 0.2, "a step at the new LR")
         seen = session.history.train_loss.count
+        measured = [r.step for r in session.observed]
         await pilot.press("d")
         await until(pilot, lambda: not app.is_running, "the detach")
     assert app.return_value == 0
@@ -113,7 +114,9 @@ async def test_attach_steer_detach_and_attach_again_with_the_history(runs):
         session = app.session
         await until(pilot, lambda: session.history.train_loss.count >= seen, "the whole history on attaching")
         assert session.latest_step.step == paused_at + 2 and session.latest_step.lr == 0.2
-        assert session.observed, "the scrub buffer comes with the history"
+        # the scrub buffer comes with the history: its newest steps in the first frame, the rest just after
+        await until(pilot, lambda: [r.step for r in session.observed][-len(measured):] == measured,
+                    "the scrub buffer")
         assert f"step {paused_at + 2}" in app.status_bar.text
         await pilot.press("q")  # asks: stop or detach
         await pilot.press("s")  # stop: last.pt saved

@@ -132,3 +132,27 @@ async def test_attached_q_then_s_stops_the_run_with_its_line(apps):
         await pilot.press("q", "s")
         await until(pilot, lambda: not app.is_running, "the stop")
     assert fake.commands == [("end", "quit")] and "holds step 40" in app.exit_line
+
+
+def test_a_scrub_backlog_goes_before_the_observed_steps_and_the_shown_step_stays():
+    from nktui.host.mirror import RunMirror, ScrubBacklog, Snapshot
+    from nktui.protocol.wire import pack, unpack
+    from nktui.ui.session import Session
+
+    info = run_info(step_limit=2000)
+    mirror = RunMirror()
+    mirror.add([step_record(s, loss=1.0 / s, info=info, grad_norm=0.5) for s in range(1, 121)])  # all observed
+    fields, blob, backlog = mirror.snapshot()
+    assert len(backlog) == 120 - 50 and [r.step for r in backlog] == list(range(1, 71))
+    header, blob = unpack(pack({"kind": "snapshot", **fields}, blob)[4:])
+    fake = FakeRun(info=info, state=RunState.PAUSED)
+    fake.publish(Snapshot.from_message(header, blob))
+    session = Session(RunConfig(device="cpu", seed=0, steps=2000), client=fake)
+    session.poll()
+    assert [r.step for r in session.observed] == list(range(71, 121))
+    session.scrub(-2)  # showing step 118
+    assert session.shown_record.step == 118
+    fake.publish(ScrubBacklog(tuple(backlog)))
+    session.poll()
+    assert [r.step for r in session.observed] == list(range(1, 121))
+    assert session.shown_record.step == 118  # the step shown stays the step shown

@@ -17,6 +17,7 @@ from ..protocol.wire import WireError, from_wire, records_from_wire, records_to_
 from ..run.history import RunHistory
 
 SCRUB_DEPTH = 1000  # observed steps kept for scrubbing back and forth (the app's Session keeps as many)
+FIRST_OBSERVED = 50  # the newest observed steps in a viewer's first frame; the older ones follow in a second
 RECENT_DEPTH = 256  # the newest step records, to step back on a rewind
 
 
@@ -47,16 +48,33 @@ class RunMirror:
                         kept.pop()
                 self.watch_hit = None
 
-    def snapshot(self) -> tuple[dict[str, Any], bytes]:
-        """(header fields, blob) of the whole mirror."""
+    def snapshot(self) -> tuple[dict[str, Any], bytes, list[Any]]:
+        """(header fields, blob) of the mirror with its newest FIRST_OBSERVED observed steps, and the older ones
+        (for a `backlog` frame after it: what a first frame draws comes first, the rest of the scrub buffer
+        0.1 to 0.5 s later)."""
         recent, blob = records_to_wire(list(self.recent))
+        observed = list(self.observed)
         return {
             "history": self.history.export(),
             "recent": recent,
-            "observed": [to_wire(r) for r in self.observed],
+            "observed": [to_wire(r) for r in observed[-FIRST_OBSERVED:]],
             "latest_eval": to_wire(self.latest_eval),
             "watch_hit": to_wire(self.watch_hit),
-        }, blob
+        }, blob, observed[:-FIRST_OBSERVED]
+
+
+@dataclass(frozen=True)
+class ScrubBacklog:
+    """The older observed steps of a viewer's first frame, oldest first: they go before the ones it has."""
+
+    observed: tuple[StepRecord, ...]
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> ScrubBacklog:
+        observed = tuple(from_wire(r) for r in message.get("observed", ()))
+        if not all(isinstance(r, StepRecord) for r in observed):
+            raise WireError("a backlog whose steps are not step records")
+        return cls(observed)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ..protocol.commands import Cancel, EndRun, JobProgress, Note, Pause, Resume
 from ..protocol.config import parse_lr
 from ..protocol.wire import VERSION, WireError, error_from_wire, from_wire, pack, read_frame, records_from_wire, to_wire
 from . import run_host  # noqa: F401 (registers the GPU reading with the wire)
-from .mirror import Snapshot
+from .mirror import ScrubBacklog, Snapshot
 from .server import ExactReader, bindable
 
 CONNECT_SECONDS = 5.0
@@ -170,6 +170,10 @@ class RemoteRunClient:
                     with self._lock:
                         self._inbox.extend(records)
                         self._apply_status(message.get("status") or {})
+                elif kind == "backlog":
+                    backlog = ScrubBacklog.from_message(message)
+                    with self._lock:
+                        self._inbox.append(backlog)
                 elif kind == "snapshot":
                     snapshot = Snapshot.from_message(message, blob)
                     with self._lock:

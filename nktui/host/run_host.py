@@ -127,8 +127,15 @@ class RunHost:
         return status
 
     def snapshot_frame(self) -> bytes:
-        fields, blob = self.mirror.snapshot()
-        return pack({"kind": "snapshot", **fields, "status": self.status(full=True)}, blob, deflate=True)
+        return self.snapshot_frames()[0]
+
+    def snapshot_frames(self) -> list[bytes]:
+        """A new viewer's first frames: the mirror, then the older part of the scrub buffer (if any)."""
+        fields, blob, backlog = self.mirror.snapshot()
+        frames = [pack({"kind": "snapshot", **fields, "status": self.status(full=True)}, blob, deflate=True)]
+        if backlog:
+            frames.append(pack({"kind": "backlog", "observed": [to_wire(r) for r in backlog]}))
+        return frames
 
     def tick(self, records: list[Any]) -> None:
         """After each drain: the mirror takes the records; every viewer gets them with the status (one frame), a
@@ -147,10 +154,11 @@ class RunHost:
             return
         fresh = [v for v in viewers if v.needs_snapshot and not v.queue]  # (one that has not read the last: later)
         if fresh:
-            frame = self.snapshot_frame()
+            frames = self.snapshot_frames()
             for viewer in fresh:
                 viewer.needs_snapshot = False
-                viewer.send(frame)
+                for frame in frames:
+                    viewer.send(frame)
         segments, blob = records_to_wire(records)
         status = self.status()
         info = controller.info if controller is not None else None

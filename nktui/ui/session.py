@@ -20,7 +20,7 @@ from nktui.protocol.config import app_threads
 from nktui.protocol import ConfigError, EvalResult, NktuiError, Rewound, RunConfig, RunState, StepRecord, WatchHit
 from nktui.protocol.commands import Evaluate, JobProgress, LrWhatIf, RewindTo, TraceStep, UpdateLive
 from nktui.protocol.run_info import RunInfo
-from nktui.host.mirror import RECENT_DEPTH, SCRUB_DEPTH, Snapshot
+from nktui.host.mirror import RECENT_DEPTH, SCRUB_DEPTH, ScrubBacklog, Snapshot
 from nktui.run.client import RunClient
 from nktui.run.files import RunKeeper
 from nktui.run.history import RunHistory
@@ -121,6 +121,9 @@ class Session(Abilities, SessionFiles):
                 if isinstance(record, Snapshot):  # a run in another process: all it kept, on attaching
                     self._load(record, changes)
                     continue
+                if isinstance(record, ScrubBacklog):  # ... and the older observed steps, a moment later
+                    self._prepend_observed(record.observed)
+                    continue
                 self.history.add(record)
                 if isinstance(record, StepRecord):
                     self.latest_step = record
@@ -171,6 +174,13 @@ class Session(Abilities, SessionFiles):
             self.lr = self.latest_step.lr
         changes.steps = changes.observed = True
         changes.evaluation = snapshot.latest_eval is not None
+
+    def _prepend_observed(self, older) -> None:
+        kept = list(older) + list(self.observed)
+        dropped = max(0, len(kept) - SCRUB_DEPTH)
+        self.observed = deque(kept[dropped:], maxlen=SCRUB_DEPTH)
+        if self.scrub_index is not None:  # (the step shown stays the step shown)
+            self.scrub_index = max(0, self.scrub_index + len(older) - dropped)
 
     def _measure_rate(self, info: RunInfo | None) -> None:
         """samples/s over the last RATE_WINDOW seconds, from the step counter (a paused stretch restarts it)."""

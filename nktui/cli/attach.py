@@ -43,11 +43,14 @@ def attach_main(argv: list[str]) -> int:
 
     early = catch_early_signals()  # a hang-up from here on detaches (once the app is up)
     try:
-        client = RemoteRunClient.connect(find_run(args.run))
-    except NktuiError as exc:
-        print_error(exc)
-        return EXIT_BAD_INPUT
-    return run_attached(client, early)
+        try:
+            client = RemoteRunClient.connect(find_run(args.run))
+        except NktuiError as exc:
+            print_error(exc)
+            return EXIT_BAD_INPUT
+        return run_attached(client, early)
+    finally:
+        early.restore()
 
 
 def ls_main(argv: list[str]) -> int:

@@ -119,12 +119,25 @@ def on_stop_signal(app: Any, name: str) -> None:
     app.detach(f"detached ({name})")
 
 
-def catch_early_signals() -> list[str]:
+class EarlySignals(list):
+    """The stop signals noted before the app's loop took them over; `restore()` puts the old handlers back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.previous: dict[int, Any] = {}
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+
+
+def catch_early_signals() -> EarlySignals:
     """Until the app's loop takes them over, stop signals are only noted (call before connecting: a hang-up
     while Textual loads then detaches once the app is up, instead of killing it half-way)."""
-    early: list[str] = []
+    early = EarlySignals()
     for sig in handled(STOP_SIGNALS):
-        signal.signal(sig, lambda number, frame: early.append(signal.Signals(number).name))
+        early.previous[sig] = signal.signal(sig, lambda number, frame: early.append(signal.Signals(number).name))
     return early
 
 

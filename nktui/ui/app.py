@@ -18,7 +18,7 @@ from textual.widgets import Input, Static
 
 from nktui.render import charset
 from nktui.render.format import byte_size, lr_text, number
-from nktui.protocol import ConfigError, RunConfig, RunState
+from nktui.protocol import ConfigError, NktuiError, RunConfig, RunState
 from nktui.ui import ascii_terminal, attached, error_boundary, keys, run_lifecycle
 from nktui.ui.debugger_keys import DebuggerKeys
 from nktui.ui.key_states import KeyStates
@@ -302,25 +302,18 @@ class NktuiApp(attached.Attached, KeyStates, DebuggerKeys, App[int]):
         self.session.close("restarted", timeout=QUIT_TIMEOUT)  # (its last.pt is saved: it can be resumed)
         if self.session.run.alive:
             self.notify("the previous run is still finishing its current step", severity="warning")
-        self.start_session(config, paused=self.start_paused)
+        try:
+            self.start_session(config, paused=self.start_paused)
+        except NktuiError as exc:  # a new run process that could not start (attached): say why, and leave
+            self.exit_line, self.session = f"nktui: error: the restarted run did not start: {exc}", None
+            self.exit(2)
+            return
         self.gradient_pane.focus()
 
     def action_save_config(self) -> None:
-        """The config pane's settings to a TOML file (asks where); see nktui.ui.screens.save_config."""
-        from nktui.ui.screens.save_config import SaveConfigDialog, default_path
+        from nktui.ui.screens.save_config import ask_and_save
 
-        try:  # on the config as given (the session's may hold settings fitted to this machine, such as threads)
-            config = self.config_pane.build_config(self.config)
-        except ConfigError as exc:
-            self.notify(str(exc), title="Config not valid", severity="error")
-            return
-
-        def saved(path) -> None:
-            if path is not None:
-                self.notify(f"nktui --config {path} starts this run again", title=f"Saved {path}", timeout=6,
-                            markup=False)
-
-        self.push_screen(SaveConfigDialog(config, default_path(self.session)), saved)
+        ask_and_save(self)  # the config pane's settings to a TOML file (asks where)
 
     def action_focus_config(self) -> None:
         self.query_one("#f-dataset", Input).focus()

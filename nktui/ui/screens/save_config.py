@@ -78,3 +78,22 @@ class SaveConfigDialog(ModalScreen[Path | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def ask_and_save(app) -> None:
+    """ctrl+s: the config pane's settings, as given (the session's may hold settings fitted to this machine, such
+    as threads), to a TOML file the dialog asks for."""
+    from nktui.protocol import ConfigError
+
+    try:
+        config = app.config_pane.build_config(app.config)
+    except ConfigError as exc:
+        app.notify(str(exc), title="Config not valid", severity="error")
+        return
+
+    def saved(path) -> None:
+        if path is not None:
+            app.notify(f"nktui --config {path} starts this run again", title=f"Saved {path}", timeout=6,
+                       markup=False)
+
+    app.push_screen(SaveConfigDialog(config, default_path(app.session)), saved)

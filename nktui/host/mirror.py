@@ -29,7 +29,7 @@ class RunMirror:
         self.recent: deque[StepRecord] = deque(maxlen=RECENT_DEPTH)
         self.observed: deque[StepRecord] = deque(maxlen=SCRUB_DEPTH)
         self.latest_eval: EvalResult | None = None
-        self.watch_hit: WatchHit | None = None
+        self.watch_hits: list[WatchHit] = []  # the newest step's hits (one step can trip several watchpoints)
 
     def add(self, records: list[Any]) -> None:
         for record in records:
@@ -41,12 +41,14 @@ class RunMirror:
             elif isinstance(record, EvalResult):
                 self.latest_eval = record
             elif isinstance(record, WatchHit):
-                self.watch_hit = record
+                if self.watch_hits and self.watch_hits[0].step != record.step:
+                    self.watch_hits = []
+                self.watch_hits.append(record)
             elif isinstance(record, Rewound):
                 for kept in (self.observed, self.recent):
                     while kept and kept[-1].step > record.step:
                         kept.pop()
-                self.watch_hit = None
+                self.watch_hits = []
 
     def snapshot(self) -> tuple[dict[str, Any], bytes, list[Any]]:
         """(header fields, blob) of the mirror with its newest FIRST_OBSERVED observed steps, and the older ones
@@ -59,7 +61,7 @@ class RunMirror:
             "recent": recent,
             "observed": [to_wire(r) for r in observed[-FIRST_OBSERVED:]],
             "latest_eval": to_wire(self.latest_eval),
-            "watch_hit": to_wire(self.watch_hit),
+            "watch_hits": [to_wire(h) for h in self.watch_hits],
         }, blob, observed[:-FIRST_OBSERVED]
 
 
@@ -85,7 +87,7 @@ class Snapshot:
     recent: tuple[StepRecord, ...]
     observed: tuple[StepRecord, ...]
     latest_eval: EvalResult | None
-    watch_hit: WatchHit | None
+    watch_hits: tuple[WatchHit, ...]
 
     @classmethod
     def from_message(cls, message: dict[str, Any], blob: bytes) -> Snapshot:
@@ -95,9 +97,11 @@ class Snapshot:
             recent = tuple(records_from_wire(message["recent"], blob))
             observed = tuple(from_wire(r) for r in message["observed"])
             snapshot = cls(history, recent, observed, from_wire(message["latest_eval"]),
-                           from_wire(message["watch_hit"]))
+                           tuple(from_wire(h) for h in message["watch_hits"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise WireError(f"a malformed snapshot: {exc}") from None
         if not all(isinstance(r, StepRecord) for r in recent + observed):
             raise WireError("a snapshot whose steps are not step records")
+        if not all(isinstance(h, WatchHit) for h in snapshot.watch_hits):
+            raise WireError("a snapshot whose watchpoint hits are not hits")
         return snapshot

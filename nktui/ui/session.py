@@ -168,12 +168,14 @@ class Session(Abilities, SessionFiles):
         self.latest_step = self.recent[-1] if self.recent else None
         self.latest_observed = self.observed[-1] if self.observed else None
         self.latest_eval = snapshot.latest_eval
-        self.watch_hit = snapshot.watch_hit
+        self.watch_hit = snapshot.watch_hits[-1] if snapshot.watch_hits else None
         self.scrub_index = None
         if self.latest_step is not None:
             self.lr = self.latest_step.lr
         changes.steps = changes.observed = True
         changes.evaluation = snapshot.latest_eval is not None
+        if snapshot.watch_hits:  # the notice, as a viewer that was there saw it
+            changes.watch, changes.watches = snapshot.watch_hits[0], snapshot.watch_hits
 
     def _prepend_observed(self, older) -> None:
         kept = list(older) + list(self.observed)
